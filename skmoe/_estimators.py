@@ -1,0 +1,657 @@
+"""The scikit-learn front: ``MoERegressor`` and ``MoEClassifier``.
+
+The estimators validate parameters and data, encode targets, and hand arrays
+to the engine in :mod:`skmoe._torch`. Fitted state lives in attributes with a
+trailing underscore.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from ._preprocessing import RobustScaler, collapse_duplicates
+from ._prototypes import fit_prototypes
+from ._torch.device import resolve_device
+from ._torch.experts import ExpertBank
+from ._torch.routing import LearnedRouter, MoENetwork, VoronoiRouter
+from ._torch.training import Split, TrainConfig, Trainer
+
+# Early stopping "auto" turns on from this many training rows (or with X_val).
+_AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
+_PREDICT_CHUNK = 65_536
+_BALANCE_RATE = 1e-2
+
+
+class _BaseMoE(BaseEstimator):
+    """Shared fitting and prediction logic of the two estimators."""
+
+    _parameter_constraints: dict = {
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "expert_depth": [Interval(Integral, 0, None, closed="left")],
+        "expert_width": [Interval(Integral, 1, None, closed="left")],
+        "prelu": ["boolean"],
+        "router": [StrOptions({"voronoi", "learned"})],
+        "top_k": [Interval(Integral, 1, 2, closed="both")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": [StrOptions({"auto"}), "boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_experts: int = 8,
+        expert_depth: int = 2,
+        expert_width: int = 256,
+        prelu: bool = True,
+        router: str = "voronoi",
+        top_k: int = 1,
+        learning_rate: float = 1e-3,
+        batch_size: int | str = "auto",
+        max_epochs: int = 200,
+        weight_decay: float = 1e-4,
+        early_stopping: bool | str = "auto",
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        random_state=None,
+        device: str = "auto",
+        verbose: int = 0,
+    ) -> None:
+        self.n_experts = n_experts
+        self.expert_depth = expert_depth
+        self.expert_width = expert_width
+        self.prelu = prelu
+        self.router = router
+        self.top_k = top_k
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- hooks for the subclasses ---------------------------------------------
+    def _encode_y(self, y: np.ndarray, fitting: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _y_tensor(self, y: np.ndarray, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- fitting ---------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.top_k > self.n_experts:
+            raise ValueError(
+                f"top_k={self.top_k} must be <= n_experts={self.n_experts}."
+            )
+        if self.router == "voronoi" and self.top_k != 1:
+            raise ValueError(
+                f"router='voronoi' sends each row to exactly one expert, so top_k "
+                f"must be 1, got top_k={self.top_k}; use router='learned' for top_k=2."
+            )
+
+    def _fit(self, X, y, sample_weight, X_val, y_val):
+        self._check_params()
+        device = resolve_device(self.device)
+        X, y = validate_data(
+            self, X, y, dtype=np.float64, multi_output=self._multi_output, y_numeric=not is_classifier_like(self)
+        )
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        y = self._encode_y(y, fitting=True)
+        sample_weight = self._weight_classes(y, sample_weight)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+
+        X, y, w = collapse_duplicates(X, y, sample_weight)
+        if len(X) == 0:
+            raise ValueError("All sample weights are zero: there is nothing to fit.")
+        use_val = self.early_stopping is True or (
+            self.early_stopping == "auto"
+            and (X_val is not None or len(X) >= _AUTO_EARLY_STOPPING_MIN_ROWS)
+        )
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together.")
+        if X_val is not None and use_val:
+            X_val = validate_data(self, X_val, dtype=np.float64, reset=False)
+            y_val = self._encode_y(self._check_y_val(y_val, len(X_val)), fitting=False)
+            w_val = np.ones(len(X_val))
+            X_tr, y_tr, w_tr = X, y, w
+        elif use_val:
+            X_tr, X_val, y_tr, y_val, w_tr, w_val = self._split(X, y, w, seed)
+        else:
+            X_tr, y_tr, w_tr = X, y, w
+            X_val = None
+
+        if len(X_tr) < self.n_experts:
+            raise ValueError(
+                f"n_experts={self.n_experts} needs at least as many distinct "
+                f"training rows, got n_samples={len(X_tr)}; lower n_experts."
+            )
+        self.scaler_ = RobustScaler().fit(X_tr, w_tr)
+        y_tr = self._fit_target_scaling(y_tr, w_tr)
+        Z_tr = self.scaler_.transform(X_tr)
+
+        generator = torch.Generator().manual_seed(seed)
+        torch_state = torch.random.get_rng_state()
+        bank = ExpertBank(
+            1, Z_tr.shape[1], self._n_outputs(), self.expert_depth, self.expert_width, self.prelu
+        )
+        bank.reset_parameters(generator)
+        if self.router == "voronoi":
+            router = VoronoiRouter(torch.from_numpy(fit_prototypes(Z_tr, w_tr, self.n_experts, seed)))
+        else:
+            router = LearnedRouter(Z_tr.shape[1], self.n_experts, self.top_k, _BALANCE_RATE)
+
+        train = self._to_split(Z_tr, y_tr, w_tr, device)
+        val = None
+        if X_val is not None:
+            val = self._to_split(
+                self.scaler_.transform(X_val), self._scale_target(y_val), w_val, device
+            )
+        config = TrainConfig(
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            batch_size=self._resolve_batch_size(len(X_tr)),
+            max_epochs=self.max_epochs,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=val is not None,
+            verbose=self.verbose,
+        )
+        trainer = Trainer(self._loss, config, generator)
+        try:
+            network = trainer.fit(bank, router.to(device), train, val)
+        finally:
+            torch.random.set_rng_state(torch_state)
+        network.eval()
+        self.network_ = network
+        self._set_history(trainer.history)
+        return self
+
+    def _check_y_val(self, y_val, n: int) -> np.ndarray:
+        y_val = np.asarray(y_val)
+        if y_val.shape[0] != n:
+            raise ValueError(
+                f"X_val and y_val have inconsistent numbers of samples: {n} and "
+                f"{y_val.shape[0]}."
+            )
+        return y_val
+
+    def _split(self, X, y, w, seed):
+        stratify = y if is_classifier_like(self) else None
+        try:
+            return train_test_split(
+                X, y, w, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+            )
+        except ValueError:  # a class too rare to stratify
+            return train_test_split(X, y, w, test_size=self.validation_fraction, random_state=seed)
+
+    def _resolve_batch_size(self, n_train: int) -> int:
+        if self.batch_size == "auto":
+            return min(256, n_train)
+        return min(self.batch_size, n_train)
+
+    def _weight_classes(self, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
+        return sample_weight
+
+    def _fit_target_scaling(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return y
+
+    def _scale_target(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def _to_split(self, Z, y, w, device) -> Split:
+        return Split(
+            X=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
+            y=self._y_tensor(y, device),
+            w=torch.from_numpy(np.asarray(w, dtype=np.float32)).to(device),
+        )
+
+    def _set_history(self, history) -> None:
+        self.loss_curve_ = list(history.train_loss)
+        self.validation_scores_ = [-v for v in history.validation_loss]
+        self.n_iter_ = len(history.train_loss)
+        self.best_epoch_ = np.asarray(history.best_epoch)
+        self.history_ = {
+            "phase": list(history.phase),
+            "train_loss": list(history.train_loss),
+            "validation_loss": list(history.validation_loss),
+            "expert_load": [np.asarray(x) for x in history.expert_load],
+            "seconds": list(history.seconds),
+        }
+
+    # -- prediction ------------------------------------------------------------
+    def _raw_predict(self, X) -> np.ndarray:
+        """Network outputs (standardised target or logits) as float64."""
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z = self.scaler_.transform(X)
+        device = next(self.network_.buffers()).device
+        outputs = []
+        with torch.inference_mode():
+            for chunk in np.array_split(Z, max(1, -(-len(Z) // _PREDICT_CHUNK))):
+                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device)
+                outputs.append(self.network_(x).double().cpu().numpy())
+        return np.concatenate(outputs) if outputs else np.empty((0, self._n_outputs()))
+
+    def apply(self, X) -> np.ndarray:
+        """Index of the expert that serves each row (the first one for ``top_k=2``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z = torch.from_numpy(self.scaler_.transform(X)).to(next(self.network_.buffers()).device)
+        with torch.inference_mode():
+            return self.network_.router(Z)[0][:, 0].cpu().numpy()
+
+    # -- persistence -----------------------------------------------------------
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "network_" in state:
+            # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
+            state["network_"] = copy.deepcopy(self.network_).to("cpu")
+        return state
+
+
+def is_classifier_like(estimator) -> bool:
+    return isinstance(estimator, ClassifierMixin)
+
+
+_COMMON_PARAMS_DOC = """
+    n_experts : int, default=8
+        Number of experts (L in the paper). Each row is served by one expert
+        (two with ``router="learned", top_k=2``).
+    expert_depth : int, default=2
+        Hidden layers per expert (J). ``0`` gives linear experts.
+    expert_width : int, default=256
+        Units per hidden layer (W).
+    prelu : bool, default=True
+        Learnable PReLU activations when True, ReLU when False.
+    router : {"voronoi", "learned"}, default="voronoi"
+        ``"voronoi"``: the MoMLP of Kratsios et al.; prototypes are fitted by
+        k-means on the preprocessed inputs and each row goes to the expert of
+        its nearest prototype. ``"learned"``: a linear gate trained with the
+        experts, balanced by the auxiliary-loss-free bias of DeepSeek-V3.
+    top_k : {1, 2}, default=1
+        Experts per row with ``router="learned"``; must be 1 for Voronoi.
+    learning_rate : float, default=1e-3
+        AdamW learning rate.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch (per expert during specialisation). ``"auto"`` is
+        ``min(256, n_samples)``.
+    max_epochs : int, default=200
+        Maximum epochs of each training phase (shared, then specialise).
+    weight_decay : float, default=1e-4
+        Decoupled (AdamW) weight decay.
+    early_stopping : bool or "auto", default="auto"
+        Hold out ``validation_fraction`` of the rows (or use ``X_val``) and
+        keep the weights of the best validation epoch; with Voronoi routing
+        each expert stops on its own cell. ``"auto"`` enables it from 1,000
+        training rows or when ``X_val`` is passed to ``fit``.
+    validation_fraction : float, default=0.1
+        Share of the training rows held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before a phase (or an expert) stops.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, the k-means prototypes, the initial
+        weights and the shuffling. On the CPU, the same seed gives the same
+        model.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+    verbose : int, default=0
+        0 is silent; 1 prints one line per epoch (phase, train and validation
+        loss, expert load, seconds); 2 also shows a progress bar within each
+        epoch when tqdm is installed."""
+
+_COMMON_ATTRS_DOC = """
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when ``X`` had string column names.
+    network_ : torch.nn.Module
+        The fitted router and experts.
+    loss_curve_ : list of float
+        Training loss at each epoch, across both phases.
+    validation_scores_ : list of float
+        Negative validation loss at each epoch (NaN without validation data).
+    n_iter_ : int
+        Number of epochs run, across both phases.
+    best_epoch_ : ndarray of shape (n_experts,)
+        Epoch (index into ``loss_curve_``) whose weights each expert kept.
+    history_ : dict of lists
+        Per-epoch ``phase``, ``train_loss``, ``validation_loss``,
+        ``expert_load`` (share of training rows per expert) and ``seconds``."""
+
+
+class MoERegressor(RegressorMixin, _BaseMoE):
+    __doc__ = f"""Mixture of (P)ReLU MLP experts for regression.
+
+    Each row is routed to one small MLP expert, by default the one whose
+    Voronoi prototype is nearest (the MoMLP of Kratsios et al., TMLR 2025).
+    Inputs are scaled internally and the target is standardised; predictions
+    are returned in the original units.
+
+    Parameters
+    ----------{_COMMON_PARAMS_DOC}
+
+    Attributes
+    ----------{_COMMON_ATTRS_DOC}
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
+        Weighted mean and standard deviation of the training target.
+
+    See Also
+    --------
+    MoEClassifier : The classifier counterpart.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_friedman1
+    >>> from skmoe import MoERegressor
+    >>> X, y = make_friedman1(n_samples=500, random_state=0)
+    >>> model = MoERegressor(n_experts=4, random_state=0).fit(X, y)
+    >>> model.predict(X[:2]).shape
+    (2,)
+    """
+
+    _multi_output = True
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
+        """Fit the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; an integer weight ``k`` is equivalent to ``k`` copies.
+        X_val, y_val : array-like, default=None
+            An explicit validation set for early stopping, used instead of
+            holding out ``validation_fraction`` of the training rows.
+
+        Returns
+        -------
+        self : MoERegressor
+        """
+        return self._fit(X, y, sample_weight, X_val, y_val)
+
+    def predict(self, X) -> np.ndarray:
+        """Predict targets in their original units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
+        """
+        out = self._raw_predict(X) * self.y_scale_ + self.y_mean_
+        return out[:, 0] if self._y_1d else out
+
+    def _encode_y(self, y, fitting):
+        y = np.asarray(y, dtype=np.float64)
+        if fitting:
+            self._y_1d = y.ndim == 1
+            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+        y = y.reshape(len(y), -1)
+        if y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y_val has {y.shape[1]} outputs, but the training target has {self.n_outputs_}."
+            )
+        if not np.isfinite(y).all():
+            raise ValueError("The target y contains NaN or infinity.")
+        return y
+
+    def _fit_target_scaling(self, y, w):
+        wn = w / w.sum()
+        self.y_mean_ = wn @ y
+        std = np.sqrt(np.maximum(wn @ (y - self.y_mean_) ** 2, 0.0))
+        self.y_scale_ = np.where(std > 0, std, 1.0)
+        return self._scale_target(y)
+
+    def _scale_target(self, y):
+        return (y - self.y_mean_) / self.y_scale_
+
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _y_tensor(self, y, device):
+        return torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
+
+    @staticmethod
+    def _loss(out, y):
+        return (out - y).square().mean(dim=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class MoEClassifier(ClassifierMixin, _BaseMoE):
+    __doc__ = f"""Mixture of (P)ReLU MLP experts for classification.
+
+    Binary and multiclass targets with labels of any type (strings, integers,
+    booleans), mapped through ``classes_``. Each row is routed to one small MLP
+    expert, by default the one whose Voronoi prototype is nearest (the MoMLP
+    of Kratsios et al., TMLR 2025).
+
+    Parameters
+    ----------{_COMMON_PARAMS_DOC}
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``; as in
+        :class:`sklearn.linear_model.LogisticRegression`.
+
+    Attributes
+    ----------{_COMMON_ATTRS_DOC}
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    See Also
+    --------
+    MoERegressor : The regression counterpart.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from skmoe import MoEClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = MoEClassifier(n_experts=2, random_state=0).fit(X, y)
+    >>> model.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    _multi_output = False
+    _parameter_constraints: dict = {
+        **_BaseMoE._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_experts: int = 8,
+        expert_depth: int = 2,
+        expert_width: int = 256,
+        prelu: bool = True,
+        router: str = "voronoi",
+        top_k: int = 1,
+        learning_rate: float = 1e-3,
+        batch_size: int | str = "auto",
+        max_epochs: int = 200,
+        weight_decay: float = 1e-4,
+        early_stopping: bool | str = "auto",
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        class_weight=None,
+        random_state=None,
+        device: str = "auto",
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(
+            n_experts=n_experts,
+            expert_depth=expert_depth,
+            expert_width=expert_width,
+            prelu=prelu,
+            router=router,
+            top_k=top_k,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            random_state=random_state,
+            device=device,
+            verbose=verbose,
+        )
+        self.class_weight = class_weight
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
+        """Fit the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; an integer weight ``k`` is equivalent to ``k`` copies.
+        X_val, y_val : array-like, default=None
+            An explicit validation set for early stopping, used instead of
+            holding out ``validation_fraction`` of the training rows.
+
+        Returns
+        -------
+        self : MoEClassifier
+        """
+        return self._fit(X, y, sample_weight, X_val, y_val)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), float64
+            Columns follow ``classes_``.
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithm of the class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), float64
+        """
+        return F.log_softmax(torch.from_numpy(self._logits(X)), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[np.argmax(self._logits(X), axis=1)]
+
+    def _logits(self, X) -> np.ndarray:
+        """One logit per class; a binary network's single logit is class 1's."""
+        logits = self._raw_predict(X)
+        if len(self.classes_) == 2:
+            return np.hstack([np.zeros_like(logits), logits])
+        return logits
+
+    def _encode_y(self, y, fitting):
+        y = column_or_1d(y, warn=True)
+        if fitting:
+            check_classification_targets(y)
+            self._label_encoder = LabelEncoder().fit(y)
+            self.classes_ = self._label_encoder.classes_
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"MoEClassifier needs at least two classes in y, got one class: "
+                    f"{self.classes_[0]!r}."
+                )
+            return self._label_encoder.transform(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(f"y_val contains classes not seen in y: {unknown.tolist()}.")
+        return self._label_encoder.transform(y)
+
+    def _weight_classes(self, y, sample_weight):
+        if self.class_weight is None:
+            return sample_weight
+        labels = self.classes_[y]
+        return sample_weight * compute_sample_weight(self.class_weight, labels)
+
+    def _n_outputs(self):
+        return 1 if len(self.classes_) == 2 else len(self.classes_)
+
+    def _y_tensor(self, y, device):
+        return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+
+    def _loss(self, out, y):
+        if out.shape[1] == 1:
+            return F.binary_cross_entropy_with_logits(out[:, 0], y.float(), reduction="none")
+        return F.cross_entropy(out, y, reduction="none")

@@ -1,0 +1,1 @@
+"""The PyTorch engine: experts, routers, sparse dispatch and the training loop."""

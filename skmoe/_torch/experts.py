@@ -1,0 +1,137 @@
+"""A bank of independent (P)ReLU MLP experts with stacked parameters.
+
+Each layer's weights for all experts live in one tensor of shape
+``(n_experts, fan_in, fan_out)``. The stacked layout keeps the optimizer state
+in a few large tensors (fast fused updates) and makes copying, splitting and
+snapshotting single experts cheap. In the forward pass the stacks are
+``unbind``-ed once: indexing ``W[e]`` separately for each expert inside the
+graph would make the backward cost grow with the square of the number of
+experts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ExpertBank(nn.Module):
+    """``n_experts`` MLPs of identical shape, run on disjoint groups of rows.
+
+    Parameters
+    ----------
+    n_experts : int
+        Number of experts (L in the paper).
+    n_inputs, n_outputs : int
+        Input and output widths.
+    depth : int
+        Hidden layers per expert (J). Zero gives linear experts.
+    width : int
+        Units per hidden layer (W).
+    prelu : bool
+        Learnable PReLU slopes (one per unit and expert) when True, ReLU
+        otherwise.
+    """
+
+    def __init__(
+        self,
+        n_experts: int,
+        n_inputs: int,
+        n_outputs: int,
+        depth: int,
+        width: int,
+        prelu: bool,
+    ) -> None:
+        super().__init__()
+        self.n_experts = n_experts
+        self.prelu = prelu
+        dims = [n_inputs] + [width] * depth + [n_outputs]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(n_experts, d_in, d_out))  # (E, in, out)
+            for d_in, d_out in zip(dims[:-1], dims[1:])
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(n_experts, d_out))  # (E, out)
+            for d_out in dims[1:]
+        )
+        # PReLU slopes, one per hidden unit; ReLU experts have none.
+        self.slopes = nn.ParameterList(
+            nn.Parameter(torch.full((n_experts, width), 0.25))  # (E, W)
+            for _ in range(depth if prelu else 0)
+        )
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights) - 1
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Initialise like :class:`torch.nn.Linear`, from ``generator``."""
+        with torch.no_grad():
+            for weight, bias in zip(self.weights, self.biases):
+                bound = 1.0 / math.sqrt(weight.shape[1])
+                for param in (weight, bias):
+                    noise = torch.rand(param.shape, generator=generator)
+                    param.copy_((2.0 * noise - 1.0) * bound)
+            for slope in self.slopes:
+                slope.fill_(0.25)
+
+    def forward_groups(
+        self, inputs: Sequence[torch.Tensor | None]
+    ) -> list[torch.Tensor | None]:
+        """Run expert ``e`` on ``inputs[e]``; ``None`` or empty groups are skipped.
+
+        Parameters
+        ----------
+        inputs : sequence of length n_experts
+            ``inputs[e]`` has shape ``(n_e, n_inputs)``.
+
+        Returns
+        -------
+        list of length n_experts
+            ``outputs[e]`` has shape ``(n_e, n_outputs)``, ``None`` where the
+            input was ``None`` or empty.
+        """
+        weights = [w.unbind(0) for w in self.weights]  # per layer: E x (in, out)
+        biases = [b.unbind(0) for b in self.biases]
+        slopes = [a.unbind(0) for a in self.slopes]
+        outputs: list[torch.Tensor | None] = []
+        for e, h in enumerate(inputs):
+            if h is None or h.shape[0] == 0:
+                outputs.append(None)
+                continue
+            for layer in range(self.depth):
+                h = torch.addmm(biases[layer][e], h, weights[layer][e])
+                h = F.prelu(h, slopes[layer][e]) if self.prelu else F.relu(h)
+            outputs.append(torch.addmm(biases[-1][e], h, weights[-1][e]))
+        return outputs
+
+    @torch.no_grad()
+    def copy_experts(self, source: torch.Tensor) -> "ExpertBank":
+        """A new bank whose expert ``i`` is a copy of this bank's ``source[i]``."""
+        idx = source.to(self.weights[0].device)
+        bank = ExpertBank.__new__(ExpertBank)
+        nn.Module.__init__(bank)
+        bank.n_experts = len(idx)
+        bank.prelu = self.prelu
+        bank.weights = nn.ParameterList(nn.Parameter(w[idx].clone()) for w in self.weights)
+        bank.biases = nn.ParameterList(nn.Parameter(b[idx].clone()) for b in self.biases)
+        bank.slopes = nn.ParameterList(nn.Parameter(a[idx].clone()) for a in self.slopes)
+        return bank
+
+    def expert_state(self, expert: int) -> list[torch.Tensor]:
+        """Detached copies of one expert's parameters (for best-weight snapshots)."""
+        return [p[expert].detach().clone() for p in self.parameters()]
+
+    @torch.no_grad()
+    def load_expert_state(self, expert: int, state: list[torch.Tensor]) -> None:
+        """Write a snapshot taken by :meth:`expert_state` back into ``expert``."""
+        for param, value in zip(self.parameters(), state):
+            param[expert].copy_(value)
+
+    def n_params_per_expert(self) -> int:
+        """Number of trainable parameters of one expert."""
+        return sum(p[0].numel() for p in self.parameters())

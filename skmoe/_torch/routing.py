@@ -1,0 +1,146 @@
+"""Routers (which expert serves which row) and sparse dispatch to experts.
+
+A router maps a batch ``x`` of shape ``(n, d)`` to ``experts`` of shape
+``(n, k)`` (expert indices) and ``gates`` of shape ``(n, k)`` (mixing weights,
+``None`` for hard one-expert routing). :func:`sparse_forward` then runs each
+expert only on its own rows: a row costs its ``k`` experts, never all of them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .experts import ExpertBank
+
+
+def nearest_prototype(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest prototype (squared Euclidean distance) of each row.
+
+    ``x`` is ``(n, d)`` and ``prototypes`` ``(E, d)``; returns ``(n,)`` longs.
+    """
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the ||x||^2 term is constant per row.
+    scores = torch.addmm((prototypes * prototypes).sum(1), x, prototypes.T, alpha=-2.0)
+    return scores.argmin(dim=1)
+
+
+class VoronoiRouter(nn.Module):
+    """The MoMLP router: each row goes to the expert of its nearest prototype.
+
+    The prototypes (Voronoi cell centres) are fixed before the experts are
+    trained, so the routing of every training row is known in advance.
+    """
+
+    top_k = 1
+
+    def __init__(self, prototypes: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("prototypes", prototypes)  # (E, d)
+
+    @property
+    def n_experts(self) -> int:
+        return self.prototypes.shape[0]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return nearest_prototype(x, self.prototypes)[:, None], None  # (n, 1)
+
+
+class LearnedRouter(nn.Module):
+    """A trained linear gate that sends each row to its ``top_k`` experts.
+
+    Load balancing follows the auxiliary-loss-free scheme of DeepSeek-V3: a
+    per-expert bias, used only to *select* experts, is nudged after every
+    training step towards the experts that received fewer rows than average.
+    The mixing weights come from the unbiased gate, so balancing does not
+    distort the model's output.
+
+    With ``top_k=1`` the single gate weight is ``p / stopgrad(p)``: its value is
+    exactly one (the row is served by its expert alone) while the gate still
+    receives the gradient of the Switch Transformer's ``p * expert(x)``.
+    """
+
+    def __init__(self, n_inputs: int, n_experts: int, top_k: int, balance_rate: float) -> None:
+        super().__init__()
+        self.top_k = top_k
+        self.balance_rate = balance_rate
+        self.gate = nn.Linear(n_inputs, n_experts)
+        self.register_buffer("balance_bias", torch.zeros(n_experts))  # (E,)
+
+    @property
+    def n_experts(self) -> int:
+        return self.gate.out_features
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            scale = 1.0 / self.gate.in_features**0.5
+            self.gate.weight.copy_(
+                torch.randn(self.gate.weight.shape, generator=generator) * scale
+            )
+            self.gate.bias.zero_()
+            self.balance_bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.gate(x)  # (n, E)
+        experts = (logits.detach() + self.balance_bias).topk(self.top_k, dim=1).indices
+        probs = F.softmax(logits, dim=1).gather(1, experts)  # (n, k)
+        if self.top_k == 1:
+            gates = probs / probs.detach()
+        else:
+            gates = probs / probs.sum(dim=1, keepdim=True)
+        return experts, gates
+
+    @torch.no_grad()
+    def update_balance(self, experts: torch.Tensor) -> None:
+        """Nudge the selection bias after a step that routed rows to ``experts``."""
+        load = torch.bincount(experts.reshape(-1), minlength=self.n_experts).float()
+        self.balance_bias += self.balance_rate * torch.sign(load.mean() - load)
+
+
+def sparse_forward(
+    bank: ExpertBank,
+    x: torch.Tensor,
+    experts: torch.Tensor,
+    gates: torch.Tensor | None,
+) -> torch.Tensor:
+    """Mix the outputs of each row's experts, running every expert only once.
+
+    Rows are sorted by expert and split into contiguous groups (no padding), so
+    the cost is that of the rows actually routed, even under skewed routing.
+
+    Parameters
+    ----------
+    bank : ExpertBank
+    x : tensor of shape (n, d)
+    experts : long tensor of shape (n, k)
+    gates : tensor of shape (n, k) or None
+        Mixing weights; ``None`` means ``k == 1`` with weight one.
+
+    Returns
+    -------
+    tensor of shape (n, n_outputs)
+    """
+    n, k = experts.shape
+    flat = experts.reshape(-1)  # (n * k,)
+    order = torch.argsort(flat, stable=True)
+    rows = order // k  # source row of each sorted slot
+    counts = torch.bincount(flat, minlength=bank.n_experts).tolist()
+    grouped = bank.forward_groups(x.index_select(0, rows).split(counts))
+    y = torch.cat([g for g in grouped if g is not None])  # (n * k, n_outputs)
+    if gates is None:
+        return y.new_empty(n, y.shape[1]).index_copy_(0, rows, y)
+    y = y * gates.reshape(-1)[order, None]
+    return y.new_zeros(n, y.shape[1]).index_add_(0, rows, y)
+
+
+class MoENetwork(nn.Module):
+    """A router and its experts: the whole MoMLP as one module."""
+
+    def __init__(self, router: nn.Module, bank: ExpertBank) -> None:
+        super().__init__()
+        self.router = router
+        self.bank = bank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        experts, gates = self.router(x)
+        return sparse_forward(self.bank, x, experts, gates)

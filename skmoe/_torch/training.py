@@ -1,0 +1,383 @@
+"""The training loop: a shared warm-up, then expert specialisation.
+
+Training runs in two phases.
+
+1. ``shared``: one MLP is trained on all rows. It is the warm start of every
+   expert, so a mixture never starts from scratch on a small cell.
+2. ``specialise`` (only with more than one expert): every expert starts as a
+   copy of the shared MLP.
+
+   * Voronoi routing is fixed, so the experts are independent problems. They
+     train in lockstep, each on minibatches of its own cell, and each has its
+     own early stopping on the validation rows of its cell: an expert whose
+     specialisation does not help keeps the shared weights.
+   * A learned router trains jointly with the experts on ordinary minibatches,
+     with one early stopping for the whole network.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .experts import ExpertBank
+from .routing import LearnedRouter, MoENetwork, VoronoiRouter, sparse_forward
+
+# Per-row loss: (outputs (n, o), targets) -> (n,)
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_EVAL_CHUNK = 65_536
+
+
+@dataclass
+class TrainConfig:
+    """Resolved training hyperparameters."""
+
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    max_epochs: int
+    n_iter_no_change: int
+    early_stopping: bool
+    verbose: int
+    tol: float = 1e-4
+
+
+@dataclass
+class Split:
+    """Tensors of one data split, all on the training device."""
+
+    X: torch.Tensor  # (n, d) float32
+    y: torch.Tensor  # (n, o) float32, or (n,) long for classification
+    w: torch.Tensor  # (n,) float32 sample weights
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+
+@dataclass
+class History:
+    """Per-epoch record of a fit, across both phases."""
+
+    phase: list[str] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    expert_load: list[np.ndarray] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: np.ndarray | None = None  # (n_experts,) epoch whose weights each expert kept
+    best_epoch_shared: int = -1
+
+
+class _EarlyStopping:
+    """Best validation loss and patience for ``n_groups`` independent groups."""
+
+    def __init__(self, n_groups: int, patience: int, tol: float) -> None:
+        self.best = np.full(n_groups, np.inf)
+        self.best_epoch = np.full(n_groups, -1)
+        self.stale = np.zeros(n_groups, dtype=int)
+        self.patience = patience
+        self.tol = tol
+        self.active = np.ones(n_groups, dtype=bool)
+
+    def update(self, losses: np.ndarray, epoch: int) -> np.ndarray:
+        """Record ``losses``; return the mask of groups that improved."""
+        known = np.isfinite(losses)
+        first = ~np.isfinite(self.best)
+        threshold = np.where(first, np.inf, self.best - self.tol * np.abs(np.where(first, 0, self.best)))
+        improved = self.active & known & (losses < threshold)
+        self.best[improved] = losses[improved]
+        self.best_epoch[improved] = epoch
+        self.stale[improved] = 0
+        self.stale[self.active & ~improved] += 1
+        self.active &= self.stale < self.patience
+        return improved
+
+
+def _weighted_mean(loss: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (loss * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def _progress(iterable, verbose: int, desc: str):
+    if verbose < 2:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: without it, verbose=2 is verbose=1
+        return iterable
+    return tqdm(iterable, desc=desc, leave=False)
+
+
+class Trainer:
+    """Fits a :class:`MoENetwork` on prepared tensors.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        Per-row loss, ``loss_fn(outputs, targets) -> (n,)``.
+    config : TrainConfig
+    generator : torch.Generator
+        CPU generator for initialisation and shuffling (determinism).
+    """
+
+    def __init__(self, loss_fn: LossFn, config: TrainConfig, generator: torch.Generator) -> None:
+        self.loss_fn = loss_fn
+        self.config = config
+        self.generator = generator
+        self.history = History()
+
+    # -- public entry point -------------------------------------------------
+    def fit(
+        self,
+        bank: ExpertBank,
+        router: VoronoiRouter | LearnedRouter,
+        train: Split,
+        val: Split | None,
+    ) -> MoENetwork:
+        """Train ``bank`` (one shared expert) then specialise it under ``router``."""
+        device = train.X.device
+        bank.to(device)
+        self._fit_shared(bank, train, val)
+        best_shared = int(self.history.best_epoch_shared)
+        if router.n_experts == 1:
+            self.history.best_epoch = np.array([best_shared])
+            return MoENetwork(router, bank).to(device)
+        experts = bank.copy_experts(torch.zeros(router.n_experts, dtype=torch.long))
+        network = MoENetwork(router, experts).to(device)
+        if isinstance(router, VoronoiRouter):
+            self._specialise_voronoi(network, train, val, best_shared)
+        else:
+            self._specialise_learned(network, train, val, best_shared)
+        return network
+
+    # -- phases ---------------------------------------------------------------
+    def _optimizer(self, params) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+
+    def _fit_shared(self, bank: ExpertBank, train: Split, val: Split | None) -> None:
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return bank.forward_groups([x])[0], None
+
+        optimizer = self._optimizer(bank.parameters())
+        stopper = _EarlyStopping(1, self.config.n_iter_no_change, self.config.tol)
+        best_state = None
+        for epoch_in_phase in range(self.config.max_epochs):
+            start = time.perf_counter()
+            train_loss = self._global_epoch(forward, optimizer, train, "shared")
+            val_loss = self._global_loss(forward, val) if val is not None else math.nan
+            if val is not None and stopper.update(np.array([val_loss]), len(self.history.phase))[0]:
+                best_state = copy.deepcopy(bank.state_dict())
+            self._record("shared", train_loss, val_loss, np.ones(1), start)
+            if val is not None and not stopper.active[0]:
+                break
+            if self._converged():
+                break
+        if best_state is not None:
+            bank.load_state_dict(best_state)
+            self.history.best_epoch_shared = int(stopper.best_epoch[0])
+        else:
+            self.history.best_epoch_shared = len(self.history.phase) - 1
+
+    def _specialise_voronoi(
+        self, network: MoENetwork, train: Split, val: Split | None, best_shared: int
+    ) -> None:
+        bank, router = network.bank, network.router
+        n_experts = bank.n_experts
+        with torch.no_grad():
+            cells = _cells(router(train.X)[0][:, 0], n_experts)
+            val_cells = _cells(router(val.X)[0][:, 0], n_experts) if val is not None else None
+        # Lockstep: every expert sees its whole cell once per epoch in the same
+        # number of steps, on average ``batch_size`` rows per expert and step.
+        n_steps = max(1, round(len(train) / (n_experts * self.config.batch_size)))
+        optimizer = self._optimizer(bank.parameters())
+        stopper = _EarlyStopping(n_experts, self.config.n_iter_no_change, self.config.tol)
+        best_epoch = np.full(n_experts, best_shared)
+        snapshots = {}
+        if val is not None:
+            # The shared weights are every expert's baseline: specialisation
+            # is kept only where it beats them on the expert's own rows.
+            losses, _ = self._cell_losses(bank, val, val_cells)
+            stopper.update(losses, best_shared)
+            # Experts without validation rows cannot be checked: they stay shared.
+            stopper.active &= np.isfinite(losses)
+            snapshots = {e: bank.expert_state(e) for e in range(n_experts)}
+        for _ in range(self.config.max_epochs):
+            start = time.perf_counter()
+            active = stopper.active if val is not None else np.ones(n_experts, dtype=bool)
+            if not active.any():
+                break
+            batches = [
+                cells[e][torch.randperm(len(cells[e]), generator=self.generator).to(cells[e].device)]
+                .tensor_split(n_steps)
+                if active[e]
+                else None
+                for e in range(n_experts)
+            ]
+            total, weight = 0.0, 0.0
+            steps = _progress(range(n_steps), self.config.verbose, "specialise")
+            for step in steps:
+                idx = [b[step] if b is not None else None for b in batches]
+                outputs = bank.forward_groups([train.X[i] if i is not None else None for i in idx])
+                # Experts are independent: the sum of their mean losses gives
+                # each expert the gradient of its own loss.
+                terms = []
+                for i, out in zip(idx, outputs):
+                    if out is None:
+                        continue
+                    w = train.w[i]
+                    row_loss = self.loss_fn(out, train.y[i])
+                    terms.append(_weighted_mean(row_loss, w))
+                    total += float((row_loss.detach() * w).sum())
+                    weight += float(w.sum())
+                if not terms:
+                    continue
+                loss = torch.stack(terms).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            epoch = len(self.history.phase)
+            val_loss = math.nan
+            if val is not None:
+                losses, val_loss = self._cell_losses(bank, val, val_cells)
+                for e in np.flatnonzero(stopper.update(losses, epoch)):
+                    snapshots[e] = bank.expert_state(e)
+                    best_epoch[e] = epoch
+            load = np.array([len(c) for c in cells], dtype=float) / len(train)
+            self._record("specialise", total / max(weight, 1e-12), val_loss, load, start)
+            if val is None and self._converged():
+                break
+        for e, state in snapshots.items():
+            bank.load_expert_state(e, state)
+        self.history.best_epoch = best_epoch
+
+    def _specialise_learned(
+        self, network: MoENetwork, train: Split, val: Split | None, best_shared: int
+    ) -> None:
+        router: LearnedRouter = network.router
+        router.reset_parameters(self.generator)
+        router.to(train.X.device)
+
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            experts, gates = router(x)
+            return sparse_forward(network.bank, x, experts, gates), experts
+
+        optimizer = self._optimizer(network.parameters())
+        stopper = _EarlyStopping(1, self.config.n_iter_no_change, self.config.tol)
+        best_state, best_epoch = None, best_shared
+        if val is not None:
+            stopper.update(np.array([self._global_loss(forward, val)]), best_shared)
+            best_state = copy.deepcopy(network.state_dict())
+        for _ in range(self.config.max_epochs):
+            start = time.perf_counter()
+            train_loss = self._global_epoch(forward, optimizer, train, "specialise", router)
+            val_loss = self._global_loss(forward, val) if val is not None else math.nan
+            epoch = len(self.history.phase)
+            if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
+                best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
+            with torch.no_grad():
+                routed = _route_in_chunks(router, train.X)
+            load = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
+            self._record("specialise", train_loss, val_loss, load / load.sum(), start)
+            if val is not None and not stopper.active[0]:
+                break
+            if val is None and self._converged():
+                break
+        if best_state is not None:
+            network.load_state_dict(best_state)
+        self.history.best_epoch = np.full(router.n_experts, best_epoch)
+
+    # -- helpers --------------------------------------------------------------
+    def _global_epoch(
+        self, forward, optimizer, train: Split, desc: str, router: LearnedRouter | None = None
+    ) -> float:
+        """One pass of shuffled minibatches over all rows; returns the mean loss.
+
+        ``forward(x)`` returns the outputs and the routed experts (or None).
+        """
+        perm = torch.randperm(len(train), generator=self.generator).to(train.X.device)
+        total, weight = 0.0, 0.0
+        for batch in _progress(perm.split(self.config.batch_size), self.config.verbose, desc):
+            x, y, w = train.X[batch], train.y[batch], train.w[batch]
+            out, experts = forward(x)
+            row_loss = self.loss_fn(out, y)
+            loss = _weighted_mean(row_loss, w)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if router is not None:
+                router.update_balance(experts)
+            total += float(loss.detach()) * float(w.sum())
+            weight += float(w.sum())
+        return total / max(weight, 1e-12)
+
+    @torch.no_grad()
+    def _global_loss(self, forward, split: Split) -> float:
+        total = sum(
+            float((self.loss_fn(forward(x)[0], y) * w).sum())
+            for x, y, w in zip(
+                split.X.split(_EVAL_CHUNK), split.y.split(_EVAL_CHUNK), split.w.split(_EVAL_CHUNK)
+            )
+        )
+        return total / max(float(split.w.sum()), 1e-12)
+
+    @torch.no_grad()
+    def _cell_losses(
+        self, bank: ExpertBank, split: Split, cells: list[torch.Tensor]
+    ) -> tuple[np.ndarray, float]:
+        """Validation loss of each expert on its own cell, and the overall loss."""
+        sums = np.zeros(bank.n_experts)
+        weights = np.zeros(bank.n_experts)
+        for start in range(0, max(len(c) for c in cells), _EVAL_CHUNK):
+            idx = [c[start : start + _EVAL_CHUNK] for c in cells]
+            outputs = bank.forward_groups([split.X[i] for i in idx])
+            for e, (i, out) in enumerate(zip(idx, outputs)):
+                if out is not None:
+                    sums[e] += float((self.loss_fn(out, split.y[i]) * split.w[i]).sum())
+                    weights[e] += float(split.w[i].sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            losses = np.where(weights > 0, sums / weights, np.nan)
+        return losses, sums.sum() / max(weights.sum(), 1e-12)
+
+    def _record(self, phase: str, train_loss: float, val_loss: float, load, start) -> None:
+        h = self.history
+        h.phase.append(phase)
+        h.train_loss.append(train_loss)
+        h.validation_loss.append(val_loss)
+        h.expert_load.append(np.asarray(load, dtype=float))
+        h.seconds.append(time.perf_counter() - start)
+        if self.config.verbose:
+            load = h.expert_load[-1]
+            print(
+                f"epoch {len(h.phase):4d} | {phase:10s} | train loss {train_loss:.5f} | "
+                f"val loss {val_loss:.5f} | expert load min {load.min():.3f} "
+                f"max {load.max():.3f} | {h.seconds[-1]:.2f}s",
+                flush=True,
+            )
+
+    def _converged(self) -> bool:
+        """Without early stopping, stop once the training loss stops improving."""
+        h = self.history
+        losses = [loss for loss, phase in zip(h.train_loss, h.phase) if phase == h.phase[-1]]
+        patience = self.config.n_iter_no_change
+        if self.config.early_stopping or len(losses) <= patience:
+            return False
+        best_before = min(losses[:-patience])
+        return min(losses[-patience:]) > best_before - self.config.tol * abs(best_before)
+
+
+def _cells(assignment: torch.Tensor, n_experts: int) -> list[torch.Tensor]:
+    """Row indices of each expert's cell, from an ``(n,)`` assignment."""
+    order = torch.argsort(assignment, stable=True)
+    counts = torch.bincount(assignment, minlength=n_experts).tolist()
+    return list(order.split(counts))
+
+
+def _route_in_chunks(router, X: torch.Tensor) -> torch.Tensor:
+    return torch.cat([router(x)[0] for x in X.split(_EVAL_CHUNK)])
