@@ -27,7 +27,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._preprocessing import RobustScaler, collapse_duplicates
+from ._preprocessing import RobustScaler, collapse_duplicates, expand_duplicates
 from ._prototypes import fit_prototypes
 from ._torch.device import resolve_device
 from ._torch.experts import ExpertBank
@@ -136,12 +136,20 @@ class _BaseMoE(BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
-        X, y, w = collapse_duplicates(X, y, sample_weight)
-        if len(X) == 0:
+        # Canonical rows: the same data whether weights or repetitions express it.
+        collapsed = collapse_duplicates(X, y, sample_weight)
+        n_distinct = len(collapsed[0])
+        if n_distinct == 0:
             raise ValueError("All sample weights are zero: there is nothing to fit.")
+        if n_distinct < self.n_experts:
+            raise ValueError(
+                f"n_experts={self.n_experts} needs at least as many distinct training "
+                f"rows, got n_samples={n_distinct}; lower n_experts."
+            )
+        X, y, w = expand_duplicates(*collapsed)
         use_val = self.early_stopping is True or (
             self.early_stopping == "auto"
-            and (X_val is not None or len(X) >= _AUTO_EARLY_STOPPING_MIN_ROWS)
+            and (X_val is not None or n_distinct >= _AUTO_EARLY_STOPPING_MIN_ROWS)
         )
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together.")
@@ -156,11 +164,6 @@ class _BaseMoE(BaseEstimator):
             X_tr, y_tr, w_tr = X, y, w
             X_val = None
 
-        if len(X_tr) < self.n_experts:
-            raise ValueError(
-                f"n_experts={self.n_experts} needs at least as many distinct "
-                f"training rows, got n_samples={len(X_tr)}; lower n_experts."
-            )
         self.scaler_ = RobustScaler().fit(X_tr, w_tr)
         y_tr = self._fit_target_scaling(y_tr, w_tr)
         Z_tr = self.scaler_.transform(X_tr)
@@ -172,7 +175,8 @@ class _BaseMoE(BaseEstimator):
         )
         bank.reset_parameters(generator)
         if self.router == "voronoi":
-            router = VoronoiRouter(torch.from_numpy(fit_prototypes(Z_tr, w_tr, self.n_experts, seed)))
+            prototypes = fit_prototypes(Z_tr, w_tr, self.n_experts, seed)
+            router = VoronoiRouter(torch.from_numpy(prototypes))
         else:
             router = LearnedRouter(Z_tr.shape[1], self.n_experts, self.top_k, _BALANCE_RATE)
 
@@ -221,7 +225,8 @@ class _BaseMoE(BaseEstimator):
 
     def _resolve_batch_size(self, n_train: int) -> int:
         if self.batch_size == "auto":
-            return min(256, n_train)
+            # At least ~16 steps per epoch on small tables, 256 rows from 4,096 on.
+            return int(np.clip(2 ** np.floor(np.log2(max(n_train, 1) / 16)), 32, 256))
         return min(self.batch_size, n_train)
 
     def _weight_classes(self, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
@@ -259,11 +264,15 @@ class _BaseMoE(BaseEstimator):
         check_is_fitted(self, "network_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         Z = self.scaler_.transform(X)
-        device = next(self.network_.buffers()).device
+        device = self._network_device()
+        # On the CPU, inference runs in float64: a row's prediction then does
+        # not depend on which other rows share its batch (float32 BLAS kernels
+        # round differently at the edges of a block).
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
         outputs = []
         with torch.inference_mode():
             for chunk in np.array_split(Z, max(1, -(-len(Z) // _PREDICT_CHUNK))):
-                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device)
+                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, dtype)
                 outputs.append(self.network_(x).double().cpu().numpy())
         return np.concatenate(outputs) if outputs else np.empty((0, self._n_outputs()))
 
@@ -280,9 +289,12 @@ class _BaseMoE(BaseEstimator):
         """
         check_is_fitted(self, "network_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        Z = torch.from_numpy(self.scaler_.transform(X)).to(next(self.network_.buffers()).device)
+        Z = torch.from_numpy(self.scaler_.transform(X)).to(self._network_device())
         with torch.inference_mode():
             return self.network_.router(Z)[0][:, 0].cpu().numpy()
+
+    def _network_device(self) -> torch.device:
+        return self.network_.bank.weights[0].device
 
     # -- persistence -----------------------------------------------------------
     def __getstate__(self):
@@ -318,7 +330,8 @@ _COMMON_PARAMS_DOC = """
         AdamW learning rate.
     batch_size : int or "auto", default="auto"
         Rows per minibatch (per expert during specialisation). ``"auto"`` is
-        ``min(256, n_samples)``.
+        a power of two near ``n_samples / 16`` between 32 and 256, so that
+        small tables still get about 16 steps per epoch.
     max_epochs : int, default=200
         Maximum epochs of each training phase (shared, then specialise).
     weight_decay : float, default=1e-4
@@ -327,7 +340,7 @@ _COMMON_PARAMS_DOC = """
         Hold out ``validation_fraction`` of the rows (or use ``X_val``) and
         keep the weights of the best validation epoch; with Voronoi routing
         each expert stops on its own cell. ``"auto"`` enables it from 1,000
-        training rows or when ``X_val`` is passed to ``fit``.
+        distinct training rows or when ``X_val`` is passed to ``fit``.
     validation_fraction : float, default=0.1
         Share of the training rows held out for early stopping.
     n_iter_no_change : int, default=10
@@ -347,7 +360,7 @@ _COMMON_PARAMS_DOC = """
 _COMMON_ATTRS_DOC = """
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen during fit, when ``X`` had string column names.
     network_ : torch.nn.Module
         The fitted router and experts.
@@ -613,7 +626,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def _logits(self, X) -> np.ndarray:
         """One logit per class; a binary network's single logit is class 1's."""

@@ -61,8 +61,9 @@ def collapse_duplicates(
     """Merge identical ``(x, y)`` rows into one row carrying their summed weight.
 
     Rows of zero weight are dropped. The result does not depend on the order of
-    the rows, so fitting with integer weights is exactly fitting on repeated
-    rows; tables with many duplicated rows also train faster.
+    the rows or on how a weight was expressed (one row of weight 3 or three
+    rows of weight 1), which makes integer sample weights exactly equivalent to
+    repeated rows.
     """
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
@@ -73,3 +74,25 @@ def collapse_duplicates(
     _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
     weights = np.bincount(inverse.ravel(), weights=w, minlength=len(first))
     return X[first], y[first], weights
+
+
+def expand_duplicates(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undo :func:`collapse_duplicates` for minibatch training.
+
+    A collapsed row of total weight ``W`` becomes ``round(W / u)`` copies (at
+    least one) of weight ``W / copies``, where the unit ``u`` is the smallest
+    total weight, raised if needed so that there are at most about
+    ``max(sum(W), 2 * n_rows)`` copies. With unit weights this restores the
+    original rows, so a row seen ``k`` times is drawn ``k`` times per epoch
+    rather than once with a heavy weight, which would make minibatch gradients
+    noisy; heavy weights (``class_weight="balanced"``) act as oversampling.
+    Being a function of the collapsed rows only, it keeps weights and
+    repetitions equivalent.
+    """
+    total = w.sum()
+    unit = max(w.min(), total / max(total, 2.0 * len(w)))
+    copies = np.maximum(np.rint(w / unit), 1).astype(np.int64)
+    idx = np.repeat(np.arange(len(w)), copies)
+    return X[idx], y[idx], (w / copies)[idx]

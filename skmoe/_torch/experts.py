@@ -95,9 +95,12 @@ class ExpertBank(nn.Module):
             ``outputs[e]`` has shape ``(n_e, n_outputs)``, ``None`` where the
             input was ``None`` or empty.
         """
-        weights = [w.unbind(0) for w in self.weights]  # per layer: E x (in, out)
-        biases = [b.unbind(0) for b in self.biases]
-        slopes = [a.unbind(0) for a in self.slopes]
+        # Inference may run in a wider dtype than the stored weights (float64 on
+        # the CPU); during training the casts are no-ops.
+        dtype = next((h.dtype for h in inputs if h is not None), self.weights[0].dtype)
+        weights = [w.to(dtype).unbind(0) for w in self.weights]  # per layer: E x (in, out)
+        biases = [b.to(dtype).unbind(0) for b in self.biases]
+        slopes = [a.to(dtype).unbind(0) for a in self.slopes]
         outputs: list[torch.Tensor | None] = []
         for e, h in enumerate(inputs):
             if h is None or h.shape[0] == 0:

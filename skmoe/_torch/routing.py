@@ -43,7 +43,7 @@ class VoronoiRouter(nn.Module):
         return self.prototypes.shape[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return nearest_prototype(x, self.prototypes)[:, None], None  # (n, 1)
+        return nearest_prototype(x, self.prototypes.to(x.dtype))[:, None], None  # (n, 1)
 
 
 class LearnedRouter(nn.Module):
@@ -81,8 +81,8 @@ class LearnedRouter(nn.Module):
             self.balance_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.gate(x)  # (n, E)
-        experts = (logits.detach() + self.balance_bias).topk(self.top_k, dim=1).indices
+        logits = F.linear(x, self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype))  # (n, E)
+        experts = (logits.detach() + self.balance_bias.to(x.dtype)).topk(self.top_k, dim=1).indices
         probs = F.softmax(logits, dim=1).gather(1, experts)  # (n, k)
         if self.top_k == 1:
             gates = probs / probs.detach()

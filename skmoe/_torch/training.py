@@ -87,10 +87,9 @@ class _EarlyStopping:
 
     def update(self, losses: np.ndarray, epoch: int) -> np.ndarray:
         """Record ``losses``; return the mask of groups that improved."""
-        known = np.isfinite(losses)
-        first = ~np.isfinite(self.best)
-        threshold = np.where(first, np.inf, self.best - self.tol * np.abs(np.where(first, 0, self.best)))
-        improved = self.active & known & (losses < threshold)
+        # An absolute tolerance, as scikit-learn's MLP: losses are on the
+        # standardised target or in nats, so 1e-4 is a meaningful step.
+        improved = self.active & np.isfinite(losses) & (losses < self.best - self.tol)
         self.best[improved] = losses[improved]
         self.best_epoch[improved] = epoch
         self.stale[improved] = 0
@@ -368,8 +367,7 @@ class Trainer:
         patience = self.config.n_iter_no_change
         if self.config.early_stopping or len(losses) <= patience:
             return False
-        best_before = min(losses[:-patience])
-        return min(losses[-patience:]) > best_before - self.config.tol * abs(best_before)
+        return min(losses[-patience:]) > min(losses[:-patience]) - self.config.tol
 
 
 def _cells(assignment: torch.Tensor, n_experts: int) -> list[torch.Tensor]:
