@@ -37,44 +37,46 @@ def load_numeric(data_dir: Path, name: str):
     return X[keep], y[keep], info["task"]
 
 
+def compare(data_dir: Path, name: str, seed: int = 0, verbose: bool = False) -> dict:
+    """Test scores of skmoe's defaults and the MLP baseline on one dataset."""
+    X, y, task = load_numeric(data_dir, name)
+    classif = task != "regression"
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.2, random_state=seed, stratify=y if classif else None
+    )
+    Estimator, MLP = (MoEClassifier, MLPClassifier) if classif else (MoERegressor, MLPRegressor)
+    models = {
+        "skmoe": Estimator(random_state=seed),
+        "sklearn MLP": make_pipeline(
+            StandardScaler(),
+            MLP(hidden_layer_sizes=(256, 256), early_stopping=True, random_state=seed),
+        ),
+    }
+    scores = {}
+    for label, model in models.items():
+        start = time.perf_counter()
+        model.fit(X_tr, y_tr)
+        seconds = time.perf_counter() - start
+        if classif:
+            proba = model.predict_proba(X_te)[:, 1]
+            metric, score = "ROC AUC", roc_auc_score(y_te == model.classes_[1], proba)
+        else:
+            metric, score = "R2", r2_score(y_te, model.predict(X_te))
+        scores[label] = score
+        if verbose:
+            print(f"{name:20s} {label:14s} {metric:8s} {score:7.4f} {seconds:7.1f}", flush=True)
+    return scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).parents[1] / ".." / "shared" / "data")
+    default_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument("--data-dir", type=Path, default=default_dir)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(f"{'dataset':20s} {'model':14s} {'metric':8s} {'score':>7s} {'fit s':>7s}")
     for name in ["california_housing", "adult"]:
-        X, y, task = load_numeric(args.data_dir, name)
-        classif = task != "regression"
-        X_tr, X_te, y_tr, y_te = train_test_split(
-            X, y, test_size=0.2, random_state=args.seed, stratify=y if classif else None
-        )
-        if classif:
-            models = {
-                "skmoe": MoEClassifier(random_state=args.seed),
-                "sklearn MLP": make_pipeline(
-                    StandardScaler(),
-                    MLPClassifier(hidden_layer_sizes=(256, 256), early_stopping=True, random_state=args.seed),
-                ),
-            }
-        else:
-            models = {
-                "skmoe": MoERegressor(random_state=args.seed),
-                "sklearn MLP": make_pipeline(
-                    StandardScaler(),
-                    MLPRegressor(hidden_layer_sizes=(256, 256), early_stopping=True, random_state=args.seed),
-                ),
-            }
-        for label, model in models.items():
-            start = time.perf_counter()
-            model.fit(X_tr, y_tr)
-            seconds = time.perf_counter() - start
-            if classif:
-                proba = model.predict_proba(X_te)[:, 1]
-                metric, score = "ROC AUC", roc_auc_score(y_te == model.classes_[1], proba)
-            else:
-                metric, score = "R2", r2_score(y_te, model.predict(X_te))
-            print(f"{name:20s} {label:14s} {metric:8s} {score:7.4f} {seconds:7.1f}", flush=True)
+        compare(args.data_dir, name, args.seed, verbose=True)
 
 
 if __name__ == "__main__":

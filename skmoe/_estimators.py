@@ -13,7 +13,13 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -27,7 +33,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._preprocessing import RobustScaler, collapse_duplicates, expand_duplicates
+from ._preprocessing import NumericEncoder, collapse_duplicates, expand_duplicates
 from ._prototypes import fit_prototypes
 from ._torch.device import resolve_device
 from ._torch.experts import ExpertBank
@@ -77,7 +83,7 @@ class _BaseMoE(BaseEstimator):
         weight_decay: float = 1e-4,
         early_stopping: bool | str = "auto",
         validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int = 20,
         random_state=None,
         device: str = "auto",
         verbose: int = 0,
@@ -126,9 +132,21 @@ class _BaseMoE(BaseEstimator):
 
     def _fit(self, X, y, sample_weight, X_val, y_val):
         self._check_params()
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together.")
+        if X_val is not None and self.early_stopping is False:
+            raise ValueError(
+                "X_val and y_val are only used for early stopping, but "
+                "early_stopping=False; set early_stopping=True or 'auto'."
+            )
         device = resolve_device(self.device)
         X, y = validate_data(
-            self, X, y, dtype=np.float64, multi_output=self._multi_output, y_numeric=not is_classifier_like(self)
+            self,
+            X,
+            y,
+            dtype=np.float64,
+            multi_output=self._multi_output,
+            y_numeric=not is_classifier(self),
         )
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         y = self._encode_y(y, fitting=True)
@@ -151,9 +169,7 @@ class _BaseMoE(BaseEstimator):
             self.early_stopping == "auto"
             and (X_val is not None or n_distinct >= _AUTO_EARLY_STOPPING_MIN_ROWS)
         )
-        if (X_val is None) != (y_val is None):
-            raise ValueError("X_val and y_val must be given together.")
-        if X_val is not None and use_val:
+        if X_val is not None:
             X_val = validate_data(self, X_val, dtype=np.float64, reset=False)
             y_val = self._encode_y(self._check_y_val(y_val, len(X_val)), fitting=False)
             w_val = np.ones(len(X_val))
@@ -164,9 +180,9 @@ class _BaseMoE(BaseEstimator):
             X_tr, y_tr, w_tr = X, y, w
             X_val = None
 
-        self.scaler_ = RobustScaler().fit(X_tr, w_tr)
+        self.encoder_ = NumericEncoder().fit(X_tr, w_tr)
         y_tr = self._fit_target_scaling(y_tr, w_tr)
-        Z_tr = self.scaler_.transform(X_tr)
+        Z_tr = self.encoder_.transform(X_tr)
 
         generator = torch.Generator().manual_seed(seed)
         torch_state = torch.random.get_rng_state()
@@ -184,7 +200,7 @@ class _BaseMoE(BaseEstimator):
         val = None
         if X_val is not None:
             val = self._to_split(
-                self.scaler_.transform(X_val), self._scale_target(y_val), w_val, device
+                self.encoder_.transform(X_val), self._scale_target(y_val), w_val, device
             )
         config = TrainConfig(
             learning_rate=self.learning_rate,
@@ -215,7 +231,7 @@ class _BaseMoE(BaseEstimator):
         return y_val
 
     def _split(self, X, y, w, seed):
-        stratify = y if is_classifier_like(self) else None
+        stratify = y if is_classifier(self) else None
         try:
             return train_test_split(
                 X, y, w, test_size=self.validation_fraction, random_state=seed, stratify=stratify
@@ -263,7 +279,7 @@ class _BaseMoE(BaseEstimator):
         """Network outputs (standardised target or logits) as float64."""
         check_is_fitted(self, "network_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        Z = self.scaler_.transform(X)
+        Z = self.encoder_.transform(X)
         device = self._network_device()
         # On the CPU, inference runs in float64: a row's prediction then does
         # not depend on which other rows share its batch (float32 BLAS kernels
@@ -289,7 +305,7 @@ class _BaseMoE(BaseEstimator):
         """
         check_is_fitted(self, "network_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        Z = torch.from_numpy(self.scaler_.transform(X)).to(self._network_device())
+        Z = torch.from_numpy(self.encoder_.transform(X)).to(self._network_device())
         with torch.inference_mode():
             return self.network_.router(Z)[0][:, 0].cpu().numpy()
 
@@ -303,10 +319,6 @@ class _BaseMoE(BaseEstimator):
             # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
             state["network_"] = copy.deepcopy(self.network_).to("cpu")
         return state
-
-
-def is_classifier_like(estimator) -> bool:
-    return isinstance(estimator, ClassifierMixin)
 
 
 _COMMON_PARAMS_DOC = """
@@ -343,7 +355,7 @@ _COMMON_PARAMS_DOC = """
         distinct training rows or when ``X_val`` is passed to ``fit``.
     validation_fraction : float, default=0.1
         Share of the training rows held out for early stopping.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=20
         Epochs without improvement before a phase (or an expert) stops.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the k-means prototypes, the initial
@@ -362,6 +374,9 @@ _COMMON_ATTRS_DOC = """
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen during fit, when ``X`` had string column names.
+    encoder_ : object
+        The fitted encoding of the numeric columns (robust-scaled and
+        quantile-normal views of each column).
     network_ : torch.nn.Module
         The fitted router and experts.
     loss_curve_ : list of float
@@ -539,7 +554,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         weight_decay: float = 1e-4,
         early_stopping: bool | str = "auto",
         validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int = 20,
         class_weight=None,
         random_state=None,
         device: str = "auto",

@@ -42,7 +42,7 @@ def test_each_row_is_served_by_exactly_one_expert(friedman, fitted16):
 def test_apply_matches_nearest_prototype(friedman, fitted16):
     X, _ = friedman
     model = fitted16
-    Z = model.scaler_.transform(X).astype(np.float64)
+    Z = model.encoder_.transform(X).astype(np.float64)
     prototypes = model.network_.router.prototypes.numpy().astype(np.float64)
     nearest = ((Z[:, None, :] - prototypes[None]) ** 2).sum(-1).argmin(1)
     assert (model.apply(X) == nearest).mean() > 0.999
@@ -231,3 +231,13 @@ def test_too_many_experts_for_the_data_is_a_clear_error():
 def test_single_class_is_a_clear_error():
     with pytest.raises(ValueError, match="one class"):
         MoEClassifier().fit(np.zeros((10, 2)), np.ones(10))
+
+
+def test_validation_set_arguments_are_checked(friedman):
+    X, y = friedman
+    with pytest.raises(ValueError, match="together"):
+        MoERegressor(**FAST).fit(X, y, X_val=X[:10])
+    with pytest.raises(ValueError, match="early_stopping=False"):
+        MoERegressor(early_stopping=False, **FAST).fit(X, y, X_val=X[:10], y_val=y[:10])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        MoERegressor(**FAST).fit(X, y, X_val=X[:10], y_val=y[:9])

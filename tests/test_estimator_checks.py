@@ -10,7 +10,7 @@ from skmoe import MoEClassifier, MoERegressor
         MoERegressor(n_experts=2, expert_width=32, max_epochs=100, random_state=0),
         MoEClassifier(n_experts=2, expert_width=32, max_epochs=100, random_state=0),
         MoERegressor(n_experts=3, router="learned", top_k=2, expert_width=32, max_epochs=100),
-        MoEClassifier(n_experts=3, router="learned", expert_width=32, max_epochs=100),
+        MoEClassifier(n_experts=2, router="learned", expert_width=32, max_epochs=100),
     ]
 )
 def test_sklearn_compatible_estimator(estimator, check):

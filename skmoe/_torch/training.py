@@ -77,19 +77,18 @@ class History:
 class _EarlyStopping:
     """Best validation loss and patience for ``n_groups`` independent groups."""
 
-    def __init__(self, n_groups: int, patience: int, tol: float) -> None:
+    def __init__(self, n_groups: int, patience: int) -> None:
         self.best = np.full(n_groups, np.inf)
         self.best_epoch = np.full(n_groups, -1)
         self.stale = np.zeros(n_groups, dtype=int)
         self.patience = patience
-        self.tol = tol
         self.active = np.ones(n_groups, dtype=bool)
 
     def update(self, losses: np.ndarray, epoch: int) -> np.ndarray:
         """Record ``losses``; return the mask of groups that improved."""
-        # An absolute tolerance, as scikit-learn's MLP: losses are on the
-        # standardised target or in nats, so 1e-4 is a meaningful step.
-        improved = self.active & np.isfinite(losses) & (losses < self.best - self.tol)
+        # Any improvement of the validation loss counts: the best weights are
+        # kept anyway, and a tolerance stopped slow but steady learners early.
+        improved = self.active & np.isfinite(losses) & (losses < self.best)
         self.best[improved] = losses[improved]
         self.best_epoch[improved] = epoch
         self.stale[improved] = 0
@@ -165,7 +164,7 @@ class Trainer:
             return bank.forward_groups([x])[0], None
 
         optimizer = self._optimizer(bank.parameters())
-        stopper = _EarlyStopping(1, self.config.n_iter_no_change, self.config.tol)
+        stopper = _EarlyStopping(1, self.config.n_iter_no_change)
         best_state = None
         for epoch_in_phase in range(self.config.max_epochs):
             start = time.perf_counter()
@@ -196,7 +195,7 @@ class Trainer:
         # number of steps, on average ``batch_size`` rows per expert and step.
         n_steps = max(1, round(len(train) / (n_experts * self.config.batch_size)))
         optimizer = self._optimizer(bank.parameters())
-        stopper = _EarlyStopping(n_experts, self.config.n_iter_no_change, self.config.tol)
+        stopper = _EarlyStopping(n_experts, self.config.n_iter_no_change)
         best_epoch = np.full(n_experts, best_shared)
         snapshots = {}
         if val is not None:
@@ -268,7 +267,7 @@ class Trainer:
             return sparse_forward(network.bank, x, experts, gates), experts
 
         optimizer = self._optimizer(network.parameters())
-        stopper = _EarlyStopping(1, self.config.n_iter_no_change, self.config.tol)
+        stopper = _EarlyStopping(1, self.config.n_iter_no_change)
         best_state, best_epoch = None, best_shared
         if val is not None:
             stopper.update(np.array([self._global_loss(forward, val)]), best_shared)
@@ -361,7 +360,9 @@ class Trainer:
             )
 
     def _converged(self) -> bool:
-        """Without early stopping, stop once the training loss stops improving."""
+        """Without validation data, stop once the training loss has not improved
+        by ``tol`` (absolute, as in scikit-learn's MLP) for ``n_iter_no_change``
+        epochs."""
         h = self.history
         losses = [loss for loss, phase in zip(h.train_loss, h.phase) if phase == h.phase[-1]]
         patience = self.config.n_iter_no_change
