@@ -241,3 +241,23 @@ def test_validation_set_arguments_are_checked(friedman):
         MoERegressor(early_stopping=False, **FAST).fit(X, y, X_val=X[:10], y_val=y[:10])
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         MoERegressor(**FAST).fit(X, y, X_val=X[:10], y_val=y[:9])
+
+
+def test_verbose_2_shows_progress_bars(friedman, capsys):
+    pytest.importorskip("tqdm")
+    X, y = friedman
+    MoERegressor(n_experts=2, verbose=2, **{**FAST, "max_epochs": 2}).fit(X, y)
+    captured = capsys.readouterr()
+    assert "epoch" in captured.out
+    assert "shared" in captured.err  # tqdm writes its bars to stderr
+
+
+def test_learned_top1_gate_weight_is_exactly_one(friedman):
+    X, y = friedman
+    model = MoERegressor(n_experts=3, router="learned", **FAST).fit(X, y)
+    Z = torch.from_numpy(model.encoder_.transform(X[:50]))
+    with torch.no_grad():
+        model.network_.router.gate.weight.mul_(1e4)  # extreme logits: no underflow
+        experts, gates = model.network_.router(Z)
+    assert torch.equal(gates, torch.ones_like(gates))
+    assert np.isfinite(model.predict(X)).all()

@@ -55,9 +55,10 @@ class LearnedRouter(nn.Module):
     The mixing weights come from the unbiased gate, so balancing does not
     distort the model's output.
 
-    With ``top_k=1`` the single gate weight is ``p / stopgrad(p)``: its value is
-    exactly one (the row is served by its expert alone) while the gate still
-    receives the gradient of the Switch Transformer's ``p * expert(x)``.
+    With ``top_k=1`` the single gate weight is ``1 + p - stopgrad(p)``: its
+    value is exactly one (the row is served by its expert alone) while the gate
+    still receives the gradient of its probability ``p``, as in the Switch
+    Transformer's ``p * expert(x)``.
     """
 
     def __init__(self, n_inputs: int, n_experts: int, top_k: int, balance_rate: float) -> None:
@@ -83,12 +84,13 @@ class LearnedRouter(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = F.linear(x, self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype))  # (n, E)
         experts = (logits.detach() + self.balance_bias.to(x.dtype)).topk(self.top_k, dim=1).indices
-        probs = F.softmax(logits, dim=1).gather(1, experts)  # (n, k)
         if self.top_k == 1:
-            gates = probs / probs.detach()
-        else:
-            gates = probs / probs.sum(dim=1, keepdim=True)
-        return experts, gates
+            # Exactly one in value; the gradient is that of the gate probability.
+            prob = F.softmax(logits, dim=1).gather(1, experts)  # (n, 1)
+            return experts, 1.0 + (prob - prob.detach())
+        # Softmax over the selected logits: the renormalised gate probabilities,
+        # computed without underflow.
+        return experts, F.softmax(logits.gather(1, experts), dim=1)  # (n, k)
 
     @torch.no_grad()
     def update_balance(self, experts: torch.Tensor) -> None:
