@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 from numbers import Integral, Real
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.base import (
@@ -27,13 +30,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
     _check_sample_weight,
+    _check_y,
+    check_consistent_length,
     check_is_fitted,
     column_or_1d,
     validate_data,
 )
 
-from ._preprocessing import NumericEncoder, collapse_duplicates, expand_duplicates
+from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
+from ._table import TableSchema
 from ._prototypes import fit_prototypes
 from ._torch.device import resolve_device
 from ._torch.experts import ExpertBank
@@ -50,6 +58,7 @@ class _BaseMoE(BaseEstimator):
     """Shared fitting and prediction logic of the two estimators."""
 
     _parameter_constraints: dict = {
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "expert_depth": [Interval(Integral, 0, None, closed="left")],
         "expert_width": [Interval(Integral, 1, None, closed="left")],
@@ -77,6 +86,7 @@ class _BaseMoE(BaseEstimator):
         prelu: bool = True,
         router: str = "voronoi",
         top_k: int = 1,
+        categorical_features="from_dtype",
         learning_rate: float = 1e-3,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
@@ -88,6 +98,7 @@ class _BaseMoE(BaseEstimator):
         device: str = "auto",
         verbose: int = 0,
     ) -> None:
+        self.categorical_features = categorical_features
         self.n_experts = n_experts
         self.expert_depth = expert_depth
         self.expert_width = expert_width
@@ -140,14 +151,11 @@ class _BaseMoE(BaseEstimator):
                 "early_stopping=False; set early_stopping=True or 'auto'."
             )
         device = resolve_device(self.device)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=np.float64,
-            multi_output=self._multi_output,
-            y_numeric=not is_classifier(self),
-        )
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        X = self._validate_X(X, reset=True)
+        y = _check_y(y, multi_output=self._multi_output, y_numeric=not is_classifier(self))
+        check_consistent_length(X, y)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         y = self._encode_y(y, fitting=True)
         sample_weight = self._weight_classes(y, sample_weight)
@@ -170,7 +178,7 @@ class _BaseMoE(BaseEstimator):
             and (X_val is not None or n_distinct >= _AUTO_EARLY_STOPPING_MIN_ROWS)
         )
         if X_val is not None:
-            X_val = validate_data(self, X_val, dtype=np.float64, reset=False)
+            X_val = self._validate_X(X_val, reset=False)
             y_val = self._encode_y(self._check_y_val(y_val, len(X_val)), fitting=False)
             w_val = np.ones(len(X_val))
             X_tr, y_tr, w_tr = X, y, w
@@ -180,7 +188,7 @@ class _BaseMoE(BaseEstimator):
             X_tr, y_tr, w_tr = X, y, w
             X_val = None
 
-        self.encoder_ = NumericEncoder().fit(X_tr, w_tr)
+        self.encoder_ = TableEncoder(self.schema_.is_categorical_).fit(X_tr, w_tr)
         y_tr = self._fit_target_scaling(y_tr, w_tr)
         Z_tr = self.encoder_.transform(X_tr)
 
@@ -220,6 +228,58 @@ class _BaseMoE(BaseEstimator):
         self.network_ = network
         self._set_history(trainer.history)
         return self
+
+    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        """Check ``X`` and turn it into numeric values and category codes.
+
+        DataFrames keep their column types (categorical columns are found by
+        dtype); at predict time their columns are matched by name. Arrays go
+        through scikit-learn's ``validate_data``, as objects when some of their
+        columns are categorical.
+        """
+        if isinstance(X, pd.DataFrame):
+            if not reset and hasattr(self, "feature_names_in_"):
+                X = self._align_columns(X)
+            _check_feature_names(self, X, reset=reset)
+            _check_n_features(self, X, reset=reset)
+            if X.shape[0] == 0 or X.shape[1] == 0:
+                raise ValueError(
+                    f"Found array with shape {X.shape}: at least 1 sample and 1 "
+                    "feature are required."
+                )
+        else:
+            spec = self.categorical_features if reset else None
+            as_objects = (
+                not isinstance(spec, str) and spec is not None
+                if reset
+                else self.schema_.is_categorical_.any()
+            )
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=None if as_objects else np.float64,
+                ensure_all_finite=False if as_objects else "allow-nan",
+            )
+        if reset:
+            names = getattr(self, "feature_names_in_", None)
+            self.schema_ = TableSchema(self.categorical_features).fit(X, names)
+        return self.schema_.to_codes(X)
+
+    def _align_columns(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Reorder a DataFrame's columns by name as in fit; extra ones are ignored."""
+        names = list(self.feature_names_in_)
+        columns = [str(c) for c in X.columns]
+        if columns == names:
+            return X
+        missing = [n for n in names if n not in set(columns)]
+        if missing:
+            raise ValueError(f"X is missing columns seen during fit: {missing}.")
+        extra = [c for c in columns if c not in set(names)]
+        if extra:
+            warnings.warn(f"X has columns not seen during fit, ignored: {extra}.", UserWarning)
+        X = X.set_axis(columns, axis=1)
+        return X[names]
 
     def _check_y_val(self, y_val, n: int) -> np.ndarray:
         y_val = np.asarray(y_val)
@@ -278,8 +338,7 @@ class _BaseMoE(BaseEstimator):
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs (standardised target or logits) as float64."""
         check_is_fitted(self, "network_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        Z = self.encoder_.transform(X)
+        Z = self.encoder_.transform(self._validate_X(X, reset=False))
         device = self._network_device()
         # On the CPU, inference runs in float64: a row's prediction then does
         # not depend on which other rows share its batch (float32 BLAS kernels
@@ -304,10 +363,14 @@ class _BaseMoE(BaseEstimator):
         ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "network_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        Z = torch.from_numpy(self.encoder_.transform(X)).to(self._network_device())
+        Z = torch.from_numpy(self.encoder_.transform(self._validate_X(X, reset=False))).to(self._network_device())
         with torch.inference_mode():
             return self.network_.router(Z)[0][:, 0].cpu().numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     def _network_device(self) -> torch.device:
         return self.network_.bank.weights[0].device
@@ -338,6 +401,15 @@ _COMMON_PARAMS_DOC = """
         experts, balanced by the auxiliary-loss-free bias of DeepSeek-V3.
     top_k : {1, 2}, default=1
         Experts per row with ``router="learned"``; must be 1 for Voronoi.
+    categorical_features : "from_dtype", array-like of str, int or bool, or None, \
+            default="from_dtype"
+        Columns encoded as categories. ``"from_dtype"``: the pandas
+        ``category``, ``object``, ``string`` and ``bool`` columns of a
+        DataFrame (none for arrays); a list of column names or indices, or a
+        boolean mask; ``None`` for none. Levels seen at least 5 times get
+        their own one-hot slot (up to the 64 most frequent of a column);
+        missing values are a level of their own; rare and unseen levels share
+        an ``other`` slot.
     learning_rate : float, default=1e-3
         AdamW learning rate.
     batch_size : int or "auto", default="auto"
@@ -374,9 +446,14 @@ _COMMON_ATTRS_DOC = """
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen during fit, when ``X`` had string column names.
+    schema_ : object
+        Column types and category levels: ``schema_.is_categorical_`` (mask
+        of the categorical columns) and ``schema_.levels_`` (column index to
+        the sorted levels seen in fit).
     encoder_ : object
-        The fitted encoding of the numeric columns (robust-scaled and
-        quantile-normal views of each column).
+        The fitted input encoding: robust-scaled and quantile-normal views and
+        missing-value indicators of the numeric columns, one-hot slots of the
+        categorical ones (``encoder_.categorical_.slots_``).
     network_ : torch.nn.Module
         The fitted router and experts.
     loss_curve_ : list of float
@@ -548,6 +625,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         prelu: bool = True,
         router: str = "voronoi",
         top_k: int = 1,
+        categorical_features="from_dtype",
         learning_rate: float = 1e-3,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
@@ -567,6 +645,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             prelu=prelu,
             router=router,
             top_k=top_k,
+            categorical_features=categorical_features,
             learning_rate=learning_rate,
             batch_size=batch_size,
             max_epochs=max_epochs,

@@ -10,25 +10,25 @@ import numpy as np
 from scipy.special import ndtri
 
 
-def weighted_quantiles(X: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Column-wise weighted quantiles of ``X`` (n, d) at levels ``q`` (m,).
+def weighted_quantiles(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Weighted quantiles of the non-missing values of ``x`` at levels ``q``.
 
     Uses the midpoint rule on the weighted empirical distribution, so with unit
-    weights it matches ``np.quantile(..., method="hazen")``.
+    weights it matches ``np.quantile(..., method="hazen")``. An all-missing
+    column gives zeros.
     """
-    order = np.argsort(X, axis=0, kind="stable")
-    Xs = np.take_along_axis(X, order, axis=0)
-    ws = w[order]  # (n, d)
-    cum = np.cumsum(ws, axis=0) - 0.5 * ws
-    cum /= ws.sum(axis=0, keepdims=True)
-    out = np.empty((len(q), X.shape[1]))
-    for j in range(X.shape[1]):
-        out[:, j] = np.interp(q, cum[:, j], Xs[:, j])
-    return out
+    present = ~np.isnan(x)
+    x, w = x[present], w[present]
+    if len(x) == 0 or w.sum() <= 0:
+        return np.zeros(len(q))
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[order]
+    cum = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
+    return np.interp(q, cum, xs)
 
 
 class NumericEncoder:
-    """Two views of every numeric column: robust-scaled and quantile-normal.
+    """Two views of every numeric column, and indicators of missing values.
 
     * Robust view: centred on the median, divided by the interquartile range
       (the standard deviation where the IQR is zero), then bent by
@@ -37,38 +37,48 @@ class NumericEncoder:
     * Quantile view: the column's weighted empirical CDF mapped through the
       normal quantile function, which spreads skewed and heavy-tailed columns
       (incomes, counts) evenly.
+    * A missing value is imputed by the median (zero in both views), and each
+      column that had missing values in training gets a 0/1 indicator, so the
+      network can tell an imputed value from a real one.
 
-    Each column thus enters the network twice; the pair beat either view
-    alone on the California housing and adult tables (see
-    ``docs/benchmarks.md``).
+    The two views beat either alone on the California housing and adult
+    tables (see ``docs/benchmarks.md``).
     """
 
     clip = 3.0
     n_quantiles = 1000
 
     def fit(self, X: np.ndarray, w: np.ndarray) -> "NumericEncoder":
-        levels = np.linspace(0.0, 1.0, self.n_quantiles)
-        quantiles = weighted_quantiles(X, w, np.concatenate([[0.25, 0.5, 0.75], levels]))
+        self.levels_ = np.linspace(0.0, 1.0, self.n_quantiles)
+        probes = np.concatenate([[0.25, 0.5, 0.75], self.levels_])
+        quantiles = np.empty((len(probes), X.shape[1]))
+        for j in range(X.shape[1]):
+            quantiles[:, j] = weighted_quantiles(X[:, j], w, probes)
         q25, median, q75 = quantiles[:3]
         self.quantiles_ = quantiles[3:]  # (n_quantiles, n_features)
-        self.levels_ = levels
+        filled = np.where(np.isnan(X), median, X)
         wn = w / w.sum()
-        mean = wn @ X
-        std = np.sqrt(np.maximum(wn @ (X - mean) ** 2, 0.0))
+        mean = wn @ filled
+        std = np.sqrt(np.maximum(wn @ (filled - mean) ** 2, 0.0))
         scale = (q75 - q25) / 1.349  # the IQR of a standard normal is 1.349
         scale = np.where(scale > 1e-12 * np.maximum(np.abs(median), 1.0), scale, std)
         self.center_ = np.where(scale > 0, median, mean)
         self.scale_ = np.where(scale > 0, scale, 1.0)
+        self.median_ = median
+        self.has_missing_ = np.isnan(X).any(axis=0)
         return self
 
     @property
     def n_outputs(self) -> int:
-        return 2 * len(self.center_)
+        return 2 * len(self.center_) + int(self.has_missing_.sum())
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        missing = np.isnan(X)
+        X = np.where(missing, self.median_, X)
         z = (X - self.center_) / self.scale_
         robust = z / np.sqrt(1.0 + (z / self.clip) ** 2)
-        return np.hstack([robust, self._quantile_normal(X)]).astype(np.float32)
+        indicators = missing[:, self.has_missing_].astype(np.float64)
+        return np.hstack([robust, self._quantile_normal(X), indicators])
 
     def _quantile_normal(self, X: np.ndarray) -> np.ndarray:
         out = np.empty_like(X, dtype=np.float64)
@@ -81,6 +91,79 @@ class NumericEncoder:
             out[:, j] = 0.5 * (up + down)
         eps = 1e-7
         return ndtri(np.clip(out, eps, 1.0 - eps))
+
+
+class CategoricalEncoder:
+    """One-hot slots for the frequent levels of each categorical column.
+
+    Works on the integer codes of :class:`skmoe._table.TableSchema`. A level
+    gets its own slot when its training weight is at least ``min_frequency``,
+    up to the ``max_levels`` most frequent levels of a column; a missing value
+    is a level like any other. Rare levels, levels beyond the cap and levels
+    never seen in training share one ``other`` slot, so that an unseen level at
+    prediction time is encoded like the rare ones rather than crashing.
+
+    Attributes
+    ----------
+    slots_ : list of ndarray
+        For each column, the codes that have their own slot, in slot order.
+    """
+
+    min_frequency = 5.0
+    max_levels = 64
+
+    def fit(self, C: np.ndarray, w: np.ndarray) -> "CategoricalEncoder":
+        self.slots_ = []
+        for j in range(C.shape[1]):
+            codes, inverse = np.unique(C[:, j], return_inverse=True)
+            weight = np.bincount(inverse.ravel(), weights=w, minlength=len(codes))
+            order = np.lexsort((codes, -weight))  # most frequent first, ties by code
+            kept = order[weight[order] >= self.min_frequency][: self.max_levels]
+            self.slots_.append(codes[np.sort(kept)])
+        return self
+
+    @property
+    def n_outputs(self) -> int:
+        return sum(len(s) + 1 for s in self.slots_)
+
+    def transform(self, C: np.ndarray) -> np.ndarray:
+        blocks = []
+        for j, slots in enumerate(self.slots_):
+            pos = np.searchsorted(slots, C[:, j])
+            pos = np.minimum(pos, max(len(slots) - 1, 0))
+            hit = (slots[pos] == C[:, j]) if len(slots) else np.zeros(len(C), bool)
+            onehot = np.zeros((len(C), len(slots) + 1))
+            onehot[np.arange(len(C)), np.where(hit, pos, len(slots))] = 1.0
+            blocks.append(onehot)
+        return np.hstack(blocks) if blocks else np.empty((len(C), 0))
+
+
+class TableEncoder:
+    """The whole input encoding: numeric views and categorical one-hot slots.
+
+    Parameters
+    ----------
+    is_categorical : ndarray of bool, shape (n_features,)
+    """
+
+    def __init__(self, is_categorical: np.ndarray) -> None:
+        self.is_categorical = is_categorical
+
+    def fit(self, X: np.ndarray, w: np.ndarray) -> "TableEncoder":
+        self.numeric_ = NumericEncoder().fit(X[:, ~self.is_categorical], w)
+        self.categorical_ = CategoricalEncoder().fit(X[:, self.is_categorical], w)
+        return self
+
+    @property
+    def n_outputs(self) -> int:
+        return self.numeric_.n_outputs + self.categorical_.n_outputs
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        parts = [
+            self.numeric_.transform(X[:, ~self.is_categorical]),
+            self.categorical_.transform(X[:, self.is_categorical]),
+        ]
+        return np.hstack(parts).astype(np.float32)
 
 
 def collapse_duplicates(

@@ -1,0 +1,179 @@
+"""Raw tables to a numeric matrix: column types, category codes, column order.
+
+A :class:`TableSchema` is fitted on the training table. It decides which
+columns are categorical and maps each of their values to an integer code, so
+that everything downstream (duplicate handling, splitting, encoding) works on
+one float64 matrix:
+
+* numeric columns hold their values, with NaN where missing;
+* categorical columns hold the index of the value in ``levels_[j]``,
+  ``MISSING`` where the value is missing and ``UNSEEN`` for a value not seen
+  during fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MISSING = -1.0
+UNSEEN = -2.0
+
+# A string column with more distinct values than this share of its rows (and
+# at least _FREE_TEXT_MIN_LEVELS of them) is free text or an identifier.
+_FREE_TEXT_SHARE = 0.5
+_FREE_TEXT_MIN_LEVELS = 1_000
+
+
+def _is_categorical_dtype(dtype) -> bool:
+    return (
+        isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype, pd.BooleanDtype))
+        or dtype == object
+        or dtype == bool
+    )
+
+
+def _check_column_type(name, dtype) -> None:
+    kind = getattr(dtype, "kind", None)
+    if kind in ("M", "m") or isinstance(dtype, (pd.DatetimeTZDtype, pd.PeriodDtype)):
+        what = "timedelta" if kind == "m" else "datetime"
+        raise TypeError(
+            f"Column {name!r} has {what} dtype {dtype}, which skmoe does not encode "
+            "implicitly. Convert it to numbers first, for example "
+            f"df[{name!r}].dt.year and df[{name!r}].dt.dayofweek for dates, or "
+            f"df[{name!r}].dt.total_seconds() for durations, then drop the column."
+        )
+
+
+class TableSchema:
+    """Column types and category levels of a training table.
+
+    Parameters
+    ----------
+    categorical_features : "from_dtype", array-like of str, int or bool, or None
+        As the estimators' parameter of the same name.
+    """
+
+    def __init__(self, categorical_features) -> None:
+        self.categorical_features = categorical_features
+
+    def fit(self, X, feature_names: np.ndarray | None) -> "TableSchema":
+        n_features = X.shape[1]
+        self.is_categorical_ = self._categorical_mask(X, feature_names, n_features)
+        self.levels_: dict[int, np.ndarray] = {}
+        columns = _columns(X)
+        for j in np.flatnonzero(self.is_categorical_):
+            values, missing = _as_labels(columns[j])
+            levels = np.unique(values[~missing])
+            n_rows = len(values)
+            if len(levels) >= _FREE_TEXT_MIN_LEVELS and len(levels) > _FREE_TEXT_SHARE * n_rows:
+                name = feature_names[j] if feature_names is not None else j
+                raise ValueError(
+                    f"Column {name!r} has {len(levels)} distinct values in {n_rows} "
+                    "rows: it looks like free text or an identifier, not a category. "
+                    "Drop it, or derive features from it (length, keywords) first."
+                )
+            self.levels_[j] = levels
+        return self
+
+    def _categorical_mask(self, X, feature_names, n_features) -> np.ndarray:
+        spec = self.categorical_features
+        if spec is None:
+            return np.zeros(n_features, dtype=bool)
+        if isinstance(spec, str):  # "from_dtype"
+            if not isinstance(X, pd.DataFrame):
+                return np.zeros(n_features, dtype=bool)
+            return np.array([_is_categorical_dtype(d) for d in X.dtypes])
+        spec = np.asarray(spec)
+        if spec.dtype == bool:
+            if spec.shape != (n_features,):
+                raise ValueError(
+                    f"categorical_features as a boolean mask must have shape "
+                    f"({n_features},), got {spec.shape}."
+                )
+            return spec.copy()
+        mask = np.zeros(n_features, dtype=bool)
+        for item in spec.tolist():
+            if isinstance(item, str):
+                if feature_names is None:
+                    raise ValueError(
+                        f"categorical_features names the column {item!r}, but X has "
+                        "no column names; pass indices instead."
+                    )
+                hits = np.flatnonzero(feature_names == item)
+                if len(hits) == 0:
+                    raise ValueError(f"categorical_features names {item!r}, which is not a column of X.")
+                mask[hits] = True
+            elif isinstance(item, (int, np.integer)):
+                if not -n_features <= item < n_features:
+                    raise ValueError(
+                        f"categorical_features index {item} is out of range for "
+                        f"{n_features} columns."
+                    )
+                mask[item] = True
+            else:
+                raise ValueError(
+                    "categorical_features must hold column names, indices or a "
+                    f"boolean mask, got {item!r}."
+                )
+        return mask
+
+    def to_codes(self, X) -> np.ndarray:
+        """The float64 matrix of numeric values and category codes."""
+        columns = _columns(X)
+        out = np.empty((X.shape[0], len(columns)), dtype=np.float64)
+        names = X.columns if isinstance(X, pd.DataFrame) else range(len(columns))
+        for j, (name, column) in enumerate(zip(names, columns)):
+            if self.is_categorical_[j]:
+                values, missing = _as_labels(column)
+                levels = self.levels_[j]
+                pos = np.searchsorted(levels, values)
+                pos = np.minimum(pos, max(len(levels) - 1, 0))
+                found = (len(levels) > 0) & (levels[pos] == values) if len(levels) else np.zeros(len(values), bool)
+                codes = np.where(found, pos, UNSEEN).astype(np.float64)
+                codes[missing] = MISSING
+                out[:, j] = codes
+            else:
+                out[:, j] = _as_numbers(name, column)
+        if np.isinf(out).any():
+            bad = np.flatnonzero(np.isinf(out).any(axis=0))[0]
+            raise ValueError(
+                f"Input X contains infinity or a value too large for float64 in "
+                f"column {list(names)[bad]!r}."
+            )
+        return out
+
+
+def _columns(X) -> list:
+    if isinstance(X, pd.DataFrame):
+        for name, dtype in X.dtypes.items():
+            _check_column_type(name, dtype)
+        return [X.iloc[:, j] for j in range(X.shape[1])]
+    return [X[:, j] for j in range(X.shape[1])]
+
+
+def _as_labels(column) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a categorical column as strings, and the mask of missing ones."""
+    series = pd.Series(column) if not isinstance(column, pd.Series) else column
+    missing = series.isna().to_numpy()
+    values = series.astype(object).where(~missing, "").map(str).to_numpy(dtype=object)
+    return values.astype(str), missing
+
+
+def _as_numbers(name, column) -> np.ndarray:
+    if isinstance(column, pd.Series):
+        try:
+            return column.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Column {name!r} could not be converted to numbers ({exc}); mark it "
+                "as categorical with categorical_features, or give it a category "
+                "or string dtype."
+            ) from exc
+    try:
+        return np.asarray(column, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"Column {name} could not be converted to numbers ({exc}); pass its index "
+            "in categorical_features if it holds categories."
+        ) from exc

@@ -1,0 +1,184 @@
+"""Raw business tables: categorical columns, missing values, odd dtypes."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skmoe import MoEClassifier, MoERegressor
+
+FAST = dict(n_experts=2, expert_width=32, max_epochs=30, random_state=0)
+
+
+def make_table(n=600, seed=0):
+    rng = np.random.RandomState(seed)
+    city = rng.choice(["paris", "rome", "oslo", "lima"], size=n)
+    effect = pd.Series(city).map({"paris": 2.0, "rome": -1.0, "oslo": 0.5, "lima": -2.0})
+    age = rng.uniform(18, 80, size=n)
+    income = np.exp(rng.normal(10, 1, size=n))
+    y = effect.to_numpy() + 0.05 * age + rng.normal(scale=0.3, size=n)
+    X = pd.DataFrame({"city": city, "age": age, "income": income})
+    return X, y
+
+
+def test_categorical_column_is_detected_and_used():
+    X, y = make_table()
+    model = MoERegressor(**FAST).fit(X, y)
+    np.testing.assert_array_equal(model.schema_.is_categorical_, [True, False, False])
+    np.testing.assert_array_equal(model.schema_.levels_[0], ["lima", "oslo", "paris", "rome"])
+    assert model.score(X, y) > 0.9
+    numeric_only = MoERegressor(**FAST).fit(X[["age", "income"]], y)
+    assert model.score(X, y) > numeric_only.score(X[["age", "income"]], y) + 0.3
+
+
+def test_unseen_category_at_predict_does_not_crash():
+    X, y = make_table()
+    model = MoERegressor(**FAST).fit(X, y)
+    X_new = X.head(5).copy()
+    X_new["city"] = ["tokyo", "paris", None, "berlin", "rome"]
+    pred = model.predict(X_new)
+    assert np.isfinite(pred).all()
+
+
+def test_all_missing_column_and_missing_numbers():
+    X, y = make_table()
+    X["empty"] = np.nan
+    X.loc[::7, "age"] = np.nan
+    model = MoERegressor(**FAST).fit(X, y)
+    assert model.encoder_.numeric_.has_missing_.tolist() == [True, False, True]
+    assert np.isfinite(model.predict(X)).all()
+    assert model.score(X, y) > 0.8
+
+
+def test_category_with_one_level():
+    X, y = make_table()
+    X["country"] = "fr"
+    model = MoERegressor(**FAST).fit(X, y)
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_nullable_dtypes_and_missing_markers():
+    X, y = make_table()
+    X["age"] = X["age"].round().astype("Int64")
+    X.loc[::5, "age"] = pd.NA
+    X["income"] = X["income"].astype("Float64")
+    X["member"] = pd.array([True, False, None] * 200, dtype="boolean")
+    X["city"] = X["city"].astype("string")
+    X.loc[::11, "city"] = pd.NA
+    X["segment"] = pd.Series(["a", None, "b"] * 200, dtype=object)
+    X["tier"] = pd.Categorical(["gold", "silver", "gold"] * 200)
+    model = MoERegressor(**FAST).fit(X, y)
+    np.testing.assert_array_equal(
+        model.schema_.is_categorical_, [True, False, False, True, True, True]
+    )
+    assert np.isfinite(model.predict(X)).all()
+    assert model.score(X, y) > 0.8
+
+
+def test_high_cardinality_column_with_5000_levels():
+    rng = np.random.RandomState(0)
+    n = 20_000
+    ids = rng.permutation(np.arange(n) % 5000)
+    X = pd.DataFrame({"store": [f"s{i}" for i in ids], "x": rng.normal(size=n)})
+    y = X["x"].to_numpy() + (ids % 2) + rng.normal(scale=0.1, size=n)
+    model = MoERegressor(**{**FAST, "max_epochs": 5}).fit(X, y)
+    assert len(model.schema_.levels_[0]) == 5000
+    # The cap keeps the encoding small: at most 64 level slots + "other".
+    assert model.encoder_.categorical_.n_outputs <= 65
+    assert np.isfinite(model.predict(X.head(100))).all()
+
+
+def test_reordered_and_extra_columns_are_matched_by_name():
+    X, y = make_table()
+    model = MoERegressor(**FAST).fit(X, y)
+    expected = model.predict(X)
+    np.testing.assert_array_equal(model.predict(X[["income", "city", "age"]]), expected)
+    with pytest.warns(UserWarning, match="not seen during fit.*'bonus'"):
+        extra = model.predict(X.assign(bonus=1.0))
+    np.testing.assert_array_equal(extra, expected)
+
+
+def test_missing_columns_are_named_in_the_error():
+    X, y = make_table()
+    model = MoERegressor(**FAST).fit(X, y)
+    with pytest.raises(ValueError, match=r"missing columns seen during fit: \['age'\]"):
+        model.predict(X.drop(columns="age"))
+
+
+def test_only_categorical_columns():
+    X, _ = make_table()
+    X = X[["city"]].assign(size=np.where(np.arange(len(X)) % 3, "big", "small"))
+    labels = np.where(X["city"].isin(["paris", "oslo"]), "north", "south")
+    model = MoEClassifier(**FAST).fit(X, labels)
+    assert model.score(X, labels) == 1.0
+
+
+def test_numpy_input_with_categorical_indices():
+    X, y = make_table()
+    array = X.to_numpy(dtype=object)
+    model = MoERegressor(categorical_features=[0], **FAST).fit(array, y)
+    assert model.schema_.is_categorical_.tolist() == [True, False, False]
+    frame_model = MoERegressor(**FAST).fit(X, y)
+    np.testing.assert_allclose(model.predict(array), frame_model.predict(X))
+
+
+@pytest.mark.parametrize("spec", [["city"], [0], [True, False, False]])
+def test_categorical_features_by_name_index_or_mask(spec):
+    X, y = make_table()
+    X["city"] = X["city"].map({"paris": 1, "rome": 2, "oslo": 3, "lima": 4})
+    model = MoERegressor(categorical_features=spec, **FAST).fit(X, y)
+    assert model.schema_.is_categorical_.tolist() == [True, False, False]
+    none = MoERegressor(categorical_features=None, **FAST).fit(X, y)
+    assert not none.schema_.is_categorical_.any()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [(["town"], "'town', which is not a column"), ([7], "index 7 is out of range"), ([True], "boolean mask")],
+)
+def test_bad_categorical_features_are_named(spec, message):
+    X, y = make_table()
+    with pytest.raises(ValueError, match=message):
+        MoERegressor(categorical_features=spec, **FAST).fit(X, y)
+
+
+def test_datetime_and_timedelta_columns_get_a_clear_error():
+    X, y = make_table()
+    X["signup"] = pd.date_range("2020-01-01", periods=len(X), freq="D")
+    with pytest.raises(TypeError, match="'signup' has datetime dtype.*dt.year"):
+        MoERegressor(**FAST).fit(X, y)
+    X = X.drop(columns="signup").assign(tenure=pd.to_timedelta(np.arange(len(X)), unit="D"))
+    with pytest.raises(TypeError, match="'tenure' has timedelta dtype.*total_seconds"):
+        MoERegressor(**FAST).fit(X, y)
+
+
+def test_free_text_column_gets_a_clear_error():
+    rng = np.random.RandomState(0)
+    n = 3000
+    X = pd.DataFrame({"comment": [f"note {i} {rng.rand():.6f}" for i in range(n)], "x": rng.rand(n)})
+    with pytest.raises(ValueError, match="'comment' has 3000 distinct values.*free text"):
+        MoERegressor(**FAST).fit(X, rng.rand(n))
+
+
+def test_numeric_column_of_mixed_strings_is_named():
+    X, y = make_table()
+    X["age"] = X["age"].astype(object)
+    X.loc[3, "age"] = "unknown"
+    X = X.astype({"age": object})
+    with pytest.raises(ValueError, match="age"):
+        MoERegressor(categorical_features=["city"], **FAST).fit(X, y)
+
+
+def test_infinity_is_rejected_with_the_column_name():
+    X, y = make_table()
+    X.loc[2, "income"] = np.inf
+    with pytest.raises(ValueError, match="infinity.*'income'"):
+        MoERegressor(**FAST).fit(X, y)
+
+
+def test_voronoi_routing_works_on_mixed_tables():
+    X, y = make_table(n=1200)
+    model = MoERegressor(**{**FAST, "n_experts": 4}).fit(X, y)
+    used = np.bincount(model.apply(X), minlength=4)
+    assert (used > 0).sum() >= 2
+    prototypes = model.network_.router.prototypes
+    assert prototypes.shape[1] == model.encoder_.n_outputs
