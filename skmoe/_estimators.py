@@ -188,9 +188,9 @@ class _BaseMoE(BaseEstimator):
             X_tr, y_tr, w_tr = X, y, w
             X_val = None
 
-        self.encoder_ = TableEncoder(self.schema_.is_categorical_).fit(X_tr, w_tr)
         y_tr = self._fit_target_scaling(y_tr, w_tr)
-        Z_tr = self.encoder_.transform(X_tr)
+        self.encoder_ = TableEncoder(self.schema_.is_categorical_)
+        Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
 
         generator = torch.Generator().manual_seed(seed)
         torch_state = torch.random.get_rng_state()
@@ -308,6 +308,10 @@ class _BaseMoE(BaseEstimator):
     def _weight_classes(self, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
         return sample_weight
 
+    def _encoding_target(self, y: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        """Target and its type for target-encoding high-cardinality columns."""
+        raise NotImplementedError
+
     def _fit_target_scaling(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
         return y
 
@@ -407,9 +411,9 @@ _COMMON_PARAMS_DOC = """
         ``category``, ``object``, ``string`` and ``bool`` columns of a
         DataFrame (none for arrays); a list of column names or indices, or a
         boolean mask; ``None`` for none. Levels seen at least 5 times get
-        their own one-hot slot (up to the 64 most frequent of a column);
-        missing values are a level of their own; rare and unseen levels share
-        an ``other`` slot.
+        their own one-hot slot (up to the 64 most frequent of a column, which
+        is then also target-encoded); missing values are a level of their
+        own; rare and unseen levels share an ``other`` slot.
     learning_rate : float, default=1e-3
         AdamW learning rate.
     batch_size : int or "auto", default="auto"
@@ -563,6 +567,10 @@ class MoERegressor(RegressorMixin, _BaseMoE):
 
     def _n_outputs(self):
         return self.n_outputs_
+
+    def _encoding_target(self, y):
+        # TargetEncoder takes one continuous target; multi-output skips it.
+        return (y[:, 0], "continuous") if y.shape[1] == 1 else (None, None)
 
     def _y_tensor(self, y, device):
         return torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
@@ -755,6 +763,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
 
     def _n_outputs(self):
         return 1 if len(self.classes_) == 2 else len(self.classes_)
+
+    def _encoding_target(self, y):
+        return y, "binary" if len(self.classes_) == 2 else "multiclass"
 
     def _y_tensor(self, y, device):
         return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)

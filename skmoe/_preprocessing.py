@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import ndtri
+import sklearn
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.preprocessing import TargetEncoder
+
+_SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 
 
 def weighted_quantiles(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -103,30 +108,61 @@ class CategoricalEncoder:
     never seen in training share one ``other`` slot, so that an unseen level at
     prediction time is encoded like the rare ones rather than crashing.
 
+    A column with more distinct levels than the cap also gets a cross-fitted
+    target encoding (:class:`sklearn.preprocessing.TargetEncoder`), so that
+    the levels pooled in ``other`` still carry their own signal without the
+    width of one slot per level.
+
     Attributes
     ----------
     slots_ : list of ndarray
         For each column, the codes that have their own slot, in slot order.
+    target_columns_ : list of int
+        Columns that are also target-encoded.
+    target_encoder_ : TargetEncoder or None
     """
 
     min_frequency = 5.0
     max_levels = 64
 
-    def fit(self, C: np.ndarray, w: np.ndarray) -> "CategoricalEncoder":
-        self.slots_ = []
+    def fit_transform(self, C, w, y=None, target_type=None, seed=0) -> np.ndarray:
+        """Fit on training codes ``C``; return their (cross-fitted) encoding.
+
+        ``y`` and ``target_type`` (``"continuous"``, ``"binary"`` or
+        ``"multiclass"``) enable the target encoding of overflowing columns.
+        """
+        self.slots_, self.target_columns_, self.target_encoder_ = [], [], None
         for j in range(C.shape[1]):
             codes, inverse = np.unique(C[:, j], return_inverse=True)
             weight = np.bincount(inverse.ravel(), weights=w, minlength=len(codes))
             order = np.lexsort((codes, -weight))  # most frequent first, ties by code
-            kept = order[weight[order] >= self.min_frequency][: self.max_levels]
-            self.slots_.append(codes[np.sort(kept)])
-        return self
+            frequent = order[weight[order] >= self.min_frequency]
+            self.slots_.append(codes[np.sort(frequent[: self.max_levels])])
+            if len(codes) > self.max_levels and y is not None:
+                self.target_columns_.append(j)
+        onehot = self._onehot(C)
+        if not self.target_columns_:
+            return onehot
+        self.target_encoder_ = _target_encoder(target_type, seed)
+        encoded = self.target_encoder_.fit_transform(C[:, self.target_columns_], y)
+        return np.hstack([onehot, encoded])
 
     @property
     def n_outputs(self) -> int:
-        return sum(len(s) + 1 for s in self.slots_)
+        n_target = 0
+        if self.target_encoder_ is not None:
+            n_target = self.target_encoder_.transform(
+                np.zeros((1, len(self.target_columns_)))
+            ).shape[1]
+        return sum(len(s) + 1 for s in self.slots_) + n_target
 
     def transform(self, C: np.ndarray) -> np.ndarray:
+        onehot = self._onehot(C)
+        if self.target_encoder_ is None:
+            return onehot
+        return np.hstack([onehot, self.target_encoder_.transform(C[:, self.target_columns_])])
+
+    def _onehot(self, C: np.ndarray) -> np.ndarray:
         blocks = []
         for j, slots in enumerate(self.slots_):
             pos = np.searchsorted(slots, C[:, j])
@@ -136,6 +172,16 @@ class CategoricalEncoder:
             onehot[np.arange(len(C)), np.where(hit, pos, len(slots))] = 1.0
             blocks.append(onehot)
         return np.hstack(blocks) if blocks else np.empty((len(C), 0))
+
+
+def _target_encoder(target_type: str, seed: int) -> TargetEncoder:
+    """A shuffled 5-fold TargetEncoder, seeded the way this scikit-learn wants."""
+    if _SKLEARN_VERSION >= (1, 9):
+        folds = KFold if target_type == "continuous" else StratifiedKFold
+        return TargetEncoder(
+            target_type=target_type, cv=folds(5, shuffle=True, random_state=seed)
+        )
+    return TargetEncoder(target_type=target_type, shuffle=True, random_state=seed)
 
 
 class TableEncoder:
@@ -149,10 +195,15 @@ class TableEncoder:
     def __init__(self, is_categorical: np.ndarray) -> None:
         self.is_categorical = is_categorical
 
-    def fit(self, X: np.ndarray, w: np.ndarray) -> "TableEncoder":
-        self.numeric_ = NumericEncoder().fit(X[:, ~self.is_categorical], w)
-        self.categorical_ = CategoricalEncoder().fit(X[:, self.is_categorical], w)
-        return self
+    def fit_transform(self, X, w, y=None, target_type=None, seed=0) -> np.ndarray:
+        """Fit on the training rows and return their encoding (float32)."""
+        numeric = X[:, ~self.is_categorical]
+        self.numeric_ = NumericEncoder().fit(numeric, w)
+        self.categorical_ = CategoricalEncoder()
+        categorical = self.categorical_.fit_transform(
+            X[:, self.is_categorical], w, y, target_type, seed
+        )
+        return np.hstack([self.numeric_.transform(numeric), categorical]).astype(np.float32)
 
     @property
     def n_outputs(self) -> int:
