@@ -339,21 +339,24 @@ class _BaseMoE(BaseEstimator):
         }
 
     # -- prediction ------------------------------------------------------------
-    def _raw_predict(self, X) -> np.ndarray:
-        """Network outputs (standardised target or logits) as float64."""
+    def _network_batches(self, X):
+        """Encode ``X`` and yield it in chunks ready for the fitted network."""
         check_is_fitted(self, "network_")
         Z = self.encoder_.transform(self._validate_X(X, reset=False))
         device = self._network_device()
         # On the CPU, inference runs in float64: a row's prediction then does
         # not depend on which other rows share its batch (float32 BLAS kernels
-        # round differently at the edges of a block).
+        # round differently at the edges of a block). apply() routes the same
+        # way, so it always names the expert that predict() used.
         dtype = torch.float64 if device.type == "cpu" else torch.float32
-        outputs = []
+        for chunk in np.array_split(Z, max(1, -(-len(Z) // _PREDICT_CHUNK))):
+            yield torch.from_numpy(np.ascontiguousarray(chunk)).to(device, dtype)
+
+    def _raw_predict(self, X) -> np.ndarray:
+        """Network outputs (standardised target or logits) as float64."""
         with torch.inference_mode():
-            for chunk in np.array_split(Z, max(1, -(-len(Z) // _PREDICT_CHUNK))):
-                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device, dtype)
-                outputs.append(self.network_(x).double().cpu().numpy())
-        return np.concatenate(outputs) if outputs else np.empty((0, self._n_outputs()))
+            outputs = [self.network_(x).double().cpu().numpy() for x in self._network_batches(X)]
+        return np.concatenate(outputs)
 
     def apply(self, X) -> np.ndarray:
         """Index of the expert that serves each row (the first one for ``top_k=2``).
@@ -366,10 +369,9 @@ class _BaseMoE(BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        check_is_fitted(self, "network_")
-        Z = torch.from_numpy(self.encoder_.transform(self._validate_X(X, reset=False))).to(self._network_device())
         with torch.inference_mode():
-            return self.network_.router(Z)[0][:, 0].cpu().numpy()
+            experts = [self.network_.router(x)[0][:, 0].cpu().numpy() for x in self._network_batches(X)]
+        return np.concatenate(experts)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
