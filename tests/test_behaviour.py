@@ -261,3 +261,42 @@ def test_learned_top1_gate_weight_is_exactly_one(friedman):
         experts, gates = model.network_.router(Z)
     assert torch.equal(gates, torch.ones_like(gates))
     assert np.isfinite(model.predict(X)).all()
+
+
+class _DivergingRegressor(MoERegressor):
+    """Its loss turns non-finite after a set number of training steps."""
+
+    def __init__(self, *, steps_before_nan=40, **params):
+        super().__init__(**params)
+        self.steps_before_nan = steps_before_nan
+
+    def _loss(self, out, y):
+        self._calls = getattr(self, "_calls", 0) + 1
+        loss = super()._loss(out, y)
+        return loss * float("nan") if self._calls > self.steps_before_nan else loss
+
+
+@pytest.mark.parametrize("phase, steps", [("shared", 40), ("specialise", 1000)])
+@pytest.mark.parametrize("router", ["voronoi", "learned"])
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_divergence_keeps_the_last_good_weights_and_warns(
+    friedman, router, early_stopping, phase, steps
+):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = friedman
+    model = _DivergingRegressor(
+        steps_before_nan=steps, n_experts=2, router=router, early_stopping=early_stopping, **FAST
+    )
+    with pytest.warns(ConvergenceWarning, match=f"non-finite in epoch .* \\({phase} phase\\)"):
+        model.fit(X, y)
+    assert np.isfinite(model.predict(X)).all()
+    assert model.score(X, y) > 0.3
+    assert (model.best_epoch_ < model.n_iter_).all()
+
+
+def test_divergence_before_any_good_epoch_is_a_clear_error(friedman):
+    X, y = friedman
+    model = _DivergingRegressor(steps_before_nan=0, n_experts=2, **FAST)
+    with pytest.raises(ValueError, match="diverged.*lower learning_rate"):
+        model.fit(X, y)

@@ -20,11 +20,13 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from .experts import ExpertBank
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, sparse_forward
@@ -165,10 +167,15 @@ class Trainer:
 
         optimizer = self._optimizer(bank.parameters())
         stopper = _EarlyStopping(1, self.config.n_iter_no_change)
-        best_state = None
-        for epoch_in_phase in range(self.config.max_epochs):
+        best_state = last_good = None
+        for _ in range(self.config.max_epochs):
             start = time.perf_counter()
             train_loss = self._global_epoch(forward, optimizer, train, "shared")
+            if not math.isfinite(train_loss):
+                best_state = self._diverged("shared", best_state or last_good)
+                break
+            if val is None:
+                last_good = copy.deepcopy(bank.state_dict())
             val_loss = self._global_loss(forward, val) if val is not None else math.nan
             if val is not None and stopper.update(np.array([val_loss]), len(self.history.phase))[0]:
                 best_state = copy.deepcopy(bank.state_dict())
@@ -179,9 +186,9 @@ class Trainer:
                 break
         if best_state is not None:
             bank.load_state_dict(best_state)
-            self.history.best_epoch_shared = int(stopper.best_epoch[0])
-        else:
-            self.history.best_epoch_shared = len(self.history.phase) - 1
+        # Without validation the last (good) epoch's weights are kept.
+        last = len(self.history.phase) - 1
+        self.history.best_epoch_shared = int(stopper.best_epoch[0]) if val is not None else last
 
     def _specialise_voronoi(
         self, network: MoENetwork, train: Split, val: Split | None, best_shared: int
@@ -198,6 +205,8 @@ class Trainer:
         stopper = _EarlyStopping(n_experts, self.config.n_iter_no_change)
         best_epoch = np.full(n_experts, best_shared)
         snapshots = {}
+        shared_state = copy.deepcopy(bank.state_dict())
+        diverged = False
         if val is not None:
             # The shared weights are every expert's baseline: specialisation
             # is kept only where it beats them on the expert's own rows.
@@ -240,6 +249,11 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+            if not math.isfinite(total):
+                # Snapshots hold each expert's best (at worst the shared) weights.
+                bank.load_state_dict(self._diverged("specialise", shared_state))
+                diverged = True
+                break
             epoch = len(self.history.phase)
             val_loss = math.nan
             if val is not None:
@@ -253,6 +267,8 @@ class Trainer:
                 break
         for e, state in snapshots.items():
             bank.load_expert_state(e, state)
+        if val is None and not diverged:
+            best_epoch[:] = len(self.history.phase) - 1  # the last epoch's weights
         self.history.best_epoch = best_epoch
 
     def _specialise_learned(
@@ -269,12 +285,19 @@ class Trainer:
         optimizer = self._optimizer(network.parameters())
         stopper = _EarlyStopping(1, self.config.n_iter_no_change)
         best_state, best_epoch = None, best_shared
+        last_good = copy.deepcopy(network.state_dict())
         if val is not None:
             stopper.update(np.array([self._global_loss(forward, val)]), best_shared)
             best_state = copy.deepcopy(network.state_dict())
         for _ in range(self.config.max_epochs):
             start = time.perf_counter()
             train_loss = self._global_epoch(forward, optimizer, train, "specialise", router)
+            if not math.isfinite(train_loss):
+                best_state = self._diverged("specialise", best_state or last_good)
+                break
+            if val is None:
+                last_good = copy.deepcopy(network.state_dict())
+                best_epoch = len(self.history.phase)  # the epoch recorded below
             val_loss = self._global_loss(forward, val) if val is not None else math.nan
             epoch = len(self.history.phase)
             if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
@@ -292,6 +315,26 @@ class Trainer:
         self.history.best_epoch = np.full(router.n_experts, best_epoch)
 
     # -- helpers --------------------------------------------------------------
+    def _diverged(self, phase: str, fallback: dict | None) -> dict:
+        """Handle a non-finite training loss: keep ``fallback`` or raise."""
+        epoch = len(self.history.phase) + 1
+        advice = (
+            f"lower learning_rate (now {self.config.learning_rate}) or look for "
+            "extreme values in X or y"
+        )
+        if fallback is None:
+            raise ValueError(
+                f"Training diverged: the loss became non-finite in epoch {epoch} "
+                f"({phase} phase) before any usable weights existed; {advice}."
+            )
+        warnings.warn(
+            f"Training diverged: the loss became non-finite in epoch {epoch} "
+            f"({phase} phase); training stopped and the last good weights were "
+            f"kept. To train further, {advice}.",
+            ConvergenceWarning,
+        )
+        return fallback
+
     def _global_epoch(
         self, forward, optimizer, train: Split, desc: str, router: LearnedRouter | None = None
     ) -> float:
