@@ -227,7 +227,22 @@ class _BaseMoE(BaseEstimator):
         network.eval()
         self.network_ = network
         self._set_history(trainer.history)
+        self._set_model_summary(train.X)
         return self
+
+    def _set_model_summary(self, Z_train: torch.Tensor) -> None:
+        """Parameter counts and the training rows' share of each expert."""
+        router, bank = self.network_.router, self.network_.bank
+        per_expert = bank.n_params_per_expert()
+        router_params = sum(t.numel() for t in router.parameters())
+        if isinstance(router, VoronoiRouter):
+            router_params += router.prototypes.numel()
+        self.n_params_total_ = int(bank.n_experts * per_expert + router_params)
+        self.n_params_active_ = int(router.top_k * per_expert + router_params)
+        with torch.inference_mode():
+            routed = torch.cat([router(z)[0] for z in Z_train.split(_PREDICT_CHUNK)])
+        counts = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=bank.n_experts)
+        self.expert_usage_ = counts / counts.sum()
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Check ``X`` and turn it into numeric values and category codes.
@@ -470,6 +485,17 @@ _COMMON_ATTRS_DOC = """
         Number of epochs run, across both phases.
     best_epoch_ : ndarray of shape (n_experts,)
         Epoch (index into ``loss_curve_``) whose weights each expert kept.
+    expert_usage_ : ndarray of shape (n_experts,)
+        Share of the training rows (of row-expert pairs for ``top_k=2``)
+        routed to each expert by the fitted router. A zero marks an expert
+        that serves no training row.
+    n_params_total_ : int
+        Parameters of the model: all experts plus the router (the Voronoi
+        prototypes, or the gate).
+    n_params_active_ : int
+        Parameters one row's prediction touches: its ``top_k`` experts plus
+        the router, which compares the row with every prototype (or runs the
+        whole gate).
     history_ : dict of lists
         Per-epoch ``phase``, ``train_loss``, ``validation_loss``,
         ``expert_load`` (share of training rows per expert) and ``seconds``."""

@@ -300,3 +300,26 @@ def test_divergence_before_any_good_epoch_is_a_clear_error(friedman):
     model = _DivergingRegressor(steps_before_nan=0, n_experts=2, **FAST)
     with pytest.raises(ValueError, match="diverged.*lower learning_rate"):
         model.fit(X, y)
+
+
+@pytest.mark.parametrize("router, top_k", [("voronoi", 1), ("learned", 1), ("learned", 2)])
+def test_parameter_counts_and_expert_usage(friedman, router, top_k):
+    X, y = friedman
+    model = MoERegressor(
+        n_experts=4, router=router, top_k=top_k, expert_depth=2, expert_width=16, **{
+            k: v for k, v in FAST.items() if k != "expert_width"
+        }
+    ).fit(X, y)
+    d = model.encoder_.n_outputs  # 6 columns, two views each
+    assert d == 12
+    per_expert = (d * 16 + 16) + (16 * 16 + 16) + (16 + 1) + 2 * 16  # layers + PReLU slopes
+    router_params = 4 * d + (4 if router == "learned" else 0)
+    assert model.n_params_total_ == 4 * per_expert + router_params
+    assert model.n_params_active_ == top_k * per_expert + router_params
+    assert model.expert_usage_.shape == (4,)
+    np.testing.assert_allclose(model.expert_usage_.sum(), 1.0)
+    if top_k == 1:
+        # 600 rows: no validation split, so the training rows are X and the
+        # usage is what apply() reports (up to float32 / float64 ties).
+        usage = np.bincount(model.apply(X), minlength=4) / len(X)
+        assert np.abs(usage - model.expert_usage_).max() < 0.01
