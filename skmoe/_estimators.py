@@ -8,9 +8,8 @@ trailing underscore.
 from __future__ import annotations
 
 import copy
-from numbers import Integral, Real
-
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,7 @@ from ._table import TableSchema
 from ._prototypes import fit_prototypes
 from ._torch.device import resolve_device
 from ._torch.experts import ExpertBank
-from ._torch.routing import LearnedRouter, MoENetwork, VoronoiRouter
+from ._torch.routing import LearnedRouter, VoronoiRouter, route_in_chunks
 from ._torch.training import Split, TrainConfig, Trainer
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
@@ -240,7 +239,7 @@ class _BaseMoE(BaseEstimator):
         self.n_params_total_ = int(bank.n_experts * per_expert + router_params)
         self.n_params_active_ = int(router.top_k * per_expert + router_params)
         with torch.inference_mode():
-            routed = torch.cat([router(z)[0] for z in Z_train.split(_PREDICT_CHUNK)])
+            routed = route_in_chunks(router, Z_train, _PREDICT_CHUNK)
         counts = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=bank.n_experts)
         self.expert_usage_ = counts / counts.sum()
 
@@ -263,12 +262,12 @@ class _BaseMoE(BaseEstimator):
                     "feature are required."
                 )
         else:
-            spec = self.categorical_features if reset else None
-            as_objects = (
-                not isinstance(spec, str) and spec is not None
-                if reset
-                else self.schema_.is_categorical_.any()
-            )
+            # Arrays have categorical columns only when named by index or mask.
+            if reset:
+                spec = self.categorical_features
+                as_objects = spec is not None and not isinstance(spec, str)
+            else:
+                as_objects = bool(self.schema_.is_categorical_.any())
             X = validate_data(
                 self,
                 X,

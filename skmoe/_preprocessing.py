@@ -7,10 +7,12 @@ a row is the same as ``k`` copies of it.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
 import sklearn
+from scipy.special import ndtri
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.preprocessing import TargetEncoder
+
+from ._table import sorted_lookup
 
 _SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 
@@ -132,6 +134,7 @@ class CategoricalEncoder:
         ``"multiclass"``) enable the target encoding of overflowing columns.
         """
         self.slots_, self.target_columns_, self.target_encoder_ = [], [], None
+        self.n_target_outputs_ = 0
         for j in range(C.shape[1]):
             codes, inverse = np.unique(C[:, j], return_inverse=True)
             weight = np.bincount(inverse.ravel(), weights=w, minlength=len(codes))
@@ -145,16 +148,12 @@ class CategoricalEncoder:
             return onehot
         self.target_encoder_ = _target_encoder(target_type, seed)
         encoded = self.target_encoder_.fit_transform(C[:, self.target_columns_], y)
+        self.n_target_outputs_ = encoded.shape[1]
         return np.hstack([onehot, encoded])
 
     @property
     def n_outputs(self) -> int:
-        n_target = 0
-        if self.target_encoder_ is not None:
-            n_target = self.target_encoder_.transform(
-                np.zeros((1, len(self.target_columns_)))
-            ).shape[1]
-        return sum(len(s) + 1 for s in self.slots_) + n_target
+        return sum(len(s) + 1 for s in self.slots_) + self.n_target_outputs_
 
     def transform(self, C: np.ndarray) -> np.ndarray:
         onehot = self._onehot(C)
@@ -165,9 +164,7 @@ class CategoricalEncoder:
     def _onehot(self, C: np.ndarray) -> np.ndarray:
         blocks = []
         for j, slots in enumerate(self.slots_):
-            pos = np.searchsorted(slots, C[:, j])
-            pos = np.minimum(pos, max(len(slots) - 1, 0))
-            hit = (slots[pos] == C[:, j]) if len(slots) else np.zeros(len(C), bool)
+            pos, hit = sorted_lookup(slots, C[:, j])
             onehot = np.zeros((len(C), len(slots) + 1))
             onehot[np.arange(len(C)), np.where(hit, pos, len(slots))] = 1.0
             blocks.append(onehot)

@@ -126,22 +126,28 @@ class TableSchema:
         for j, (name, column) in enumerate(zip(names, columns)):
             if self.is_categorical_[j]:
                 values, missing = _as_labels(column)
-                levels = self.levels_[j]
-                pos = np.searchsorted(levels, values)
-                pos = np.minimum(pos, max(len(levels) - 1, 0))
-                found = (len(levels) > 0) & (levels[pos] == values) if len(levels) else np.zeros(len(values), bool)
+                pos, found = sorted_lookup(self.levels_[j], values)
                 codes = np.where(found, pos, UNSEEN).astype(np.float64)
                 codes[missing] = MISSING
                 out[:, j] = codes
             else:
                 out[:, j] = _as_numbers(name, column)
-        if np.isinf(out).any():
-            bad = np.flatnonzero(np.isinf(out).any(axis=0))[0]
+        infinite = np.isinf(out).any(axis=0)
+        if infinite.any():
+            bad = np.flatnonzero(infinite)[0]
             raise ValueError(
                 f"Input X contains infinity or a value too large for float64 in "
                 f"column {list(names)[bad]!r}."
             )
         return out
+
+
+def sorted_lookup(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each of ``values`` in ``sorted_values``, and whether it is there."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(values), dtype=np.intp), np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return pos, sorted_values[pos] == values
 
 
 def _columns(X) -> list:

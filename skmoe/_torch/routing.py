@@ -135,6 +135,11 @@ def sparse_forward(
     return y.new_zeros(n, y.shape[1]).index_add_(0, rows, y)
 
 
+def route_in_chunks(router: nn.Module, X: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
+    """Expert indices ``(n, k)`` of every row of ``X``, routed ``chunk`` rows at a time."""
+    return torch.cat([router(x)[0] for x in X.split(chunk)])
+
+
 class MoENetwork(nn.Module):
     """A router and its experts: the whole MoMLP as one module."""
 

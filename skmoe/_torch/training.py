@@ -29,7 +29,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from .experts import ExpertBank
-from .routing import LearnedRouter, MoENetwork, VoronoiRouter, sparse_forward
+from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
 
 # Per-row loss: (outputs (n, o), targets) -> (n,)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -303,7 +303,7 @@ class Trainer:
             if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
                 best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
             with torch.no_grad():
-                routed = _route_in_chunks(router, train.X)
+                routed = route_in_chunks(router, train.X, _EVAL_CHUNK)
             load = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
             self._record("specialise", train_loss, val_loss, load / load.sum(), start)
             if val is not None and not stopper.active[0]:
@@ -419,7 +419,3 @@ def _cells(assignment: torch.Tensor, n_experts: int) -> list[torch.Tensor]:
     order = torch.argsort(assignment, stable=True)
     counts = torch.bincount(assignment, minlength=n_experts).tolist()
     return list(order.split(counts))
-
-
-def _route_in_chunks(router, X: torch.Tensor) -> torch.Tensor:
-    return torch.cat([router(x)[0] for x in X.split(_EVAL_CHUNK)])
