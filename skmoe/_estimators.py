@@ -41,16 +41,19 @@ from sklearn.utils.validation import (
 
 from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
 from ._table import TableSchema
-from ._prototypes import fit_prototypes
+from ._prototypes import fit_prototypes, fit_routing_tree
+from ._steering import grow_network, prune_network
 from ._torch.device import resolve_device
 from ._torch.experts import ExpertBank
-from ._torch.routing import LearnedRouter, VoronoiRouter, route_in_chunks
+from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
 from ._torch.training import Split, TrainConfig, Trainer
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
 _PREDICT_CHUNK = 65_536
 _BALANCE_RATE = 1e-2
+# voronoi_search="auto" searches the prototypes through a tree from this many experts.
+_AUTO_TREE_MIN_EXPERTS = 64
 
 
 class _BaseMoE(BaseEstimator):
@@ -63,6 +66,7 @@ class _BaseMoE(BaseEstimator):
         "expert_width": [Interval(Integral, 1, None, closed="left")],
         "prelu": ["boolean"],
         "router": [StrOptions({"voronoi", "learned"})],
+        "voronoi_search": [StrOptions({"auto", "exact", "tree"})],
         "top_k": [Interval(Integral, 1, 2, closed="both")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -71,6 +75,7 @@ class _BaseMoE(BaseEstimator):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "device": [str],
         "verbose": ["verbose"],
@@ -84,6 +89,7 @@ class _BaseMoE(BaseEstimator):
         expert_width: int = 256,
         prelu: bool = True,
         router: str = "voronoi",
+        voronoi_search: str = "auto",
         top_k: int = 1,
         categorical_features="from_dtype",
         learning_rate: float = 1e-3,
@@ -93,6 +99,7 @@ class _BaseMoE(BaseEstimator):
         early_stopping: bool | str = "auto",
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
+        warm_start: bool = False,
         random_state=None,
         device: str = "auto",
         verbose: int = 0,
@@ -103,6 +110,7 @@ class _BaseMoE(BaseEstimator):
         self.expert_width = expert_width
         self.prelu = prelu
         self.router = router
+        self.voronoi_search = voronoi_search
         self.top_k = top_k
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -111,12 +119,13 @@ class _BaseMoE(BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
 
     # -- hooks for the subclasses ---------------------------------------------
-    def _encode_y(self, y: np.ndarray, fitting: bool) -> np.ndarray:
+    def _encode_y(self, y: np.ndarray, fitting: bool, name: str = "y_val") -> np.ndarray:
         raise NotImplementedError
 
     def _n_outputs(self) -> int:
@@ -149,14 +158,17 @@ class _BaseMoE(BaseEstimator):
                 "X_val and y_val are only used for early stopping, but "
                 "early_stopping=False; set early_stopping=True or 'auto'."
             )
+        grow = bool(self.warm_start) and hasattr(self, "network_")
+        if grow:
+            self._check_warm_start()
         device = resolve_device(self.device)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        X = self._validate_X(X, reset=True)
+        X = self._validate_X(X, reset=not grow)
         y = _check_y(y, multi_output=self._multi_output, y_numeric=not is_classifier(self))
         check_consistent_length(X, y)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        y = self._encode_y(y, fitting=True)
+        y = self._encode_y(y, fitting=not grow, name="y")
         sample_weight = self._weight_classes(y, sample_weight)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -187,22 +199,16 @@ class _BaseMoE(BaseEstimator):
             X_tr, y_tr, w_tr = X, y, w
             X_val = None
 
-        y_tr = self._fit_target_scaling(y_tr, w_tr)
-        self.encoder_ = TableEncoder(self.schema_.is_categorical_)
-        Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
+        if grow:  # the grown experts keep the encoding they were trained on
+            y_tr = self._scale_target(y_tr)
+            Z_tr = self.encoder_.transform(X_tr)
+        else:
+            y_tr = self._fit_target_scaling(y_tr, w_tr)
+            self.encoder_ = TableEncoder(self.schema_.is_categorical_)
+            Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
 
         generator = torch.Generator().manual_seed(seed)
         torch_state = torch.random.get_rng_state()
-        bank = ExpertBank(
-            1, Z_tr.shape[1], self._n_outputs(), self.expert_depth, self.expert_width, self.prelu
-        )
-        bank.reset_parameters(generator)
-        if self.router == "voronoi":
-            prototypes = fit_prototypes(Z_tr, w_tr, self.n_experts, seed)
-            router = VoronoiRouter(torch.from_numpy(prototypes))
-        else:
-            router = LearnedRouter(Z_tr.shape[1], self.n_experts, self.top_k, _BALANCE_RATE)
-
         train = self._to_split(Z_tr, y_tr, w_tr, device)
         val = None
         if X_val is not None:
@@ -218,30 +224,84 @@ class _BaseMoE(BaseEstimator):
             early_stopping=val is not None,
             verbose=self.verbose,
         )
-        trainer = Trainer(self._loss, config, generator)
         try:
-            network = trainer.fit(bank, router.to(device), train, val)
+            if grow:
+                network, source = grow_network(
+                    self.network_, Z_tr, w_tr, self.n_experts, seed, self._use_tree(self.n_experts)
+                )
+                trainer = Trainer(self._loss, config, generator, epoch_offset=self.n_iter_)
+                network = trainer.fit_more(network, train, val, self.best_epoch_[source])
+            else:
+                trainer = Trainer(self._loss, config, generator)
+                network = trainer.fit(*self._new_network(Z_tr, w_tr, seed, generator), train, val)
         finally:
             torch.random.set_rng_state(torch_state)
         network.eval()
         self.network_ = network
-        self._set_history(trainer.history)
+        self._set_history(trainer.history, append=grow)
         self._set_model_summary(train.X)
         return self
 
+    def _new_network(self, Z, w, seed, generator) -> tuple[ExpertBank, torch.nn.Module]:
+        """A single shared expert (trained first) and the router of the mixture."""
+        bank = ExpertBank(
+            1, Z.shape[1], self._n_outputs(), self.expert_depth, self.expert_width, self.prelu
+        )
+        bank.reset_parameters(generator)
+        if self.router == "learned":
+            return bank, LearnedRouter(Z.shape[1], self.n_experts, self.top_k, _BALANCE_RATE)
+        prototypes = fit_prototypes(Z, w, self.n_experts, seed)
+        tree = None
+        if self._use_tree(self.n_experts):
+            tree = PrototypeTree.from_numpy(*fit_routing_tree(prototypes, Z, w, seed))
+        return bank, VoronoiRouter(torch.from_numpy(prototypes), tree)
+
+    def _use_tree(self, n_experts: int) -> bool:
+        if self.router != "voronoi" or self.voronoi_search == "exact":
+            return False
+        return self.voronoi_search == "tree" or n_experts >= _AUTO_TREE_MIN_EXPERTS
+
+    def _check_warm_start(self) -> None:
+        """A warm start grows the fitted model: its architecture must not change."""
+        bank, router = self.network_.bank, self.network_.router
+        fitted = {
+            "router": "learned" if isinstance(router, LearnedRouter) else "voronoi",
+            "top_k": router.top_k,
+            "expert_depth": bank.depth,
+            "expert_width": bank.weights[0].shape[2] if bank.depth else self.expert_width,
+            "prelu": bank.prelu,
+        }
+        changed = {k: v for k, v in fitted.items() if getattr(self, k) != v}
+        if changed:
+            detail = ", ".join(f"{k}={getattr(self, k)!r} (fitted: {v!r})" for k, v in changed.items())
+            raise ValueError(
+                f"warm_start=True continues the fitted model, whose architecture cannot "
+                f"change: {detail}. Set warm_start=False to fit a new model."
+            )
+        if self.n_experts < router.n_experts:
+            raise ValueError(
+                f"warm_start=True can only grow the model: n_experts={self.n_experts} is "
+                f"less than the {router.n_experts} fitted experts. Use prune_experts() to "
+                "retire experts, or warm_start=False to fit a new model."
+            )
+
     def _set_model_summary(self, Z_train: torch.Tensor) -> None:
         """Parameter counts and the training rows' share of each expert."""
+        self._set_param_counts()
+        with torch.inference_mode():
+            routed = route_in_chunks(self.network_.router, Z_train, _PREDICT_CHUNK)
+        counts = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=self.n_experts_)
+        self.expert_usage_ = counts / counts.sum()
+
+    def _set_param_counts(self) -> None:
         router, bank = self.network_.router, self.network_.bank
         per_expert = bank.n_params_per_expert()
         router_params = sum(t.numel() for t in router.parameters())
         if isinstance(router, VoronoiRouter):
             router_params += router.prototypes.numel()
+        self.n_experts_ = int(bank.n_experts)
         self.n_params_total_ = int(bank.n_experts * per_expert + router_params)
         self.n_params_active_ = int(router.top_k * per_expert + router_params)
-        with torch.inference_mode():
-            routed = route_in_chunks(router, Z_train, _PREDICT_CHUNK)
-        counts = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=bank.n_experts)
-        self.expert_usage_ = counts / counts.sum()
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Check ``X`` and turn it into numeric values and category codes.
@@ -339,18 +399,25 @@ class _BaseMoE(BaseEstimator):
             w=torch.from_numpy(np.asarray(w, dtype=np.float32)).to(device),
         )
 
-    def _set_history(self, history) -> None:
-        self.loss_curve_ = list(history.train_loss)
-        self.validation_scores_ = [-v for v in history.validation_loss]
-        self.n_iter_ = len(history.train_loss)
-        self.best_epoch_ = np.asarray(history.best_epoch)
-        self.history_ = {
+    def _set_history(self, history, append: bool = False) -> None:
+        """Per-epoch records; a warm start appends its epochs to the earlier ones."""
+        new = {
             "phase": list(history.phase),
             "train_loss": list(history.train_loss),
             "validation_loss": list(history.validation_loss),
             "expert_load": [np.asarray(x) for x in history.expert_load],
+            "load_cv": list(history.load_cv),
+            "dead_experts": list(history.dead_experts),
+            "routing_entropy": list(history.routing_entropy),
             "seconds": list(history.seconds),
         }
+        if append:
+            new = {k: self.history_[k] + v for k, v in new.items()}
+        self.history_ = new
+        self.loss_curve_ = list(new["train_loss"])
+        self.validation_scores_ = [-v for v in new["validation_loss"]]
+        self.n_iter_ = len(new["train_loss"])
+        self.best_epoch_ = np.asarray(history.best_epoch)
 
     # -- prediction ------------------------------------------------------------
     def _network_batches(self, X):
@@ -372,20 +439,156 @@ class _BaseMoE(BaseEstimator):
             outputs = [self.network_(x).double().cpu().numpy() for x in self._network_batches(X)]
         return np.concatenate(outputs)
 
-    def apply(self, X) -> np.ndarray:
-        """Index of the expert that serves each row (the first one for ``top_k=2``).
+    def apply(self, X, *, return_gates: bool = False):
+        """The expert(s) that serve each row, as in ``RandomForestRegressor.apply``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        return_gates : bool, default=False
+            Also return the weight of each expert in the row's prediction.
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        experts : ndarray of shape (n_samples,) or (n_samples, 2)
+            Expert index of each row (``0 <= index < n_experts_``); two
+            columns with ``top_k=2``, the first one the highest-gated.
+        gates : ndarray of the same shape, float64
+            Only with ``return_gates=True``: the mixing weight of each expert
+            (ones with one expert per row; summing to one across a row's two
+            experts with ``top_k=2``).
         """
+        experts, gates = [], []
         with torch.inference_mode():
-            experts = [self.network_.router(x)[0][:, 0].cpu().numpy() for x in self._network_batches(X)]
-        return np.concatenate(experts)
+            for x in self._network_batches(X):
+                e, g = self.network_.router(x)
+                if g is not None and e.shape[1] > 1:  # highest gate first
+                    g, order = g.sort(dim=1, descending=True, stable=True)
+                    e = e.gather(1, order)
+                experts.append(e.cpu().numpy())
+                gates.append(np.ones(e.shape) if g is None else g.double().cpu().numpy())
+        experts, gates = np.concatenate(experts), np.concatenate(gates)
+        if experts.shape[1] == 1:
+            experts, gates = experts[:, 0], gates[:, 0]
+        return (experts, gates) if return_gates else experts
+
+    def routing_report(self, X=None, y=None) -> pd.DataFrame:
+        """One row per expert: its load, its prototype and, given ``y``, its score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            Rows to route. Without ``X``, the shares are those of the training
+            rows (``expert_usage_``).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets of ``X``: adds each expert's ``score`` (R² for
+            regressors, accuracy for classifiers, as ``score`` computes it) on
+            the rows it serves first, NaN where it serves fewer than two.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by expert, with columns ``share`` (share of rows, or of
+            row-expert pairs with ``top_k=2``), ``n_rows`` (with ``X``),
+            ``score`` (with ``y``), ``n_params`` (parameters of the expert)
+            and, for Voronoi routing, the prototype in the original units of
+            every input column: a typical value for numeric columns, the
+            dominant level for categorical ones.
+        """
+        check_is_fitted(self, "network_")
+        report = pd.DataFrame(index=pd.RangeIndex(self.n_experts_, name="expert"))
+        if X is None:
+            if y is not None:
+                raise ValueError("routing_report needs X to score the experts on y.")
+            report["share"] = self.expert_usage_
+        else:
+            routed = np.atleast_2d(self.apply(X).T).T  # (n, k)
+            counts = np.bincount(routed.reshape(-1), minlength=self.n_experts_)
+            report["share"] = counts / counts.sum()
+            report["n_rows"] = np.bincount(routed[:, 0], minlength=self.n_experts_)
+            if y is not None:
+                report["score"] = self._score_by_expert(X, y, routed[:, 0])
+        report["n_params"] = self.network_.bank.n_params_per_expert()
+        router = self.network_.router
+        if isinstance(router, VoronoiRouter):
+            names = getattr(self, "feature_names_in_", None)
+            if names is None:
+                names = [f"x{j}" for j in range(self.n_features_in_)]
+            prototypes = router.prototypes.double().cpu().numpy()
+            for name, values in zip(names, self.encoder_.describe(prototypes, self.schema_.levels_)):
+                report[f"prototype[{name}]"] = values
+        return report
+
+    def _score_by_expert(self, X, y, first: np.ndarray) -> np.ndarray:
+        y = np.asarray(y)
+        if len(y) != len(first):
+            raise ValueError(
+                f"X and y have inconsistent numbers of samples: {len(first)} and {len(y)}."
+            )
+        if isinstance(X, pd.DataFrame):
+            take = X.iloc.__getitem__
+        else:
+            X = np.asarray(X, dtype=object) if self.schema_.is_categorical_.any() else np.asarray(X)
+            take = X.__getitem__
+        scores = np.full(self.n_experts_, np.nan)
+        for e in np.unique(first):
+            rows = np.flatnonzero(first == e)
+            if len(rows) >= 2:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # R² of a constant cell
+                    scores[e] = self.score(take(rows), y[rows])
+        return scores
+
+    def prune_experts(self, min_share: float = 0.0, X=None):
+        """Retire the experts that serve at most ``min_share`` of the rows.
+
+        The rows of a retired expert go to their next best kept expert (the
+        next nearest prototype with Voronoi routing); every other row keeps its
+        expert and its prediction, bit for bit. Kept experts are renumbered in
+        their original order.
+
+        Parameters
+        ----------
+        min_share : float, default=0.0
+            Experts whose share of rows is at most this are retired. The
+            default retires the experts that serve no row.
+        X : array-like of shape (n_samples, n_features), default=None
+            Rows to measure the shares on. Without ``X`` the shares are
+            ``expert_usage_`` (training rows); ``expert_usage_`` is then
+            renormalised over the kept experts, since the training rows of the
+            retired ones are not stored (pass ``X`` to re-measure it).
+
+        Returns
+        -------
+        self
+            The estimator, with fewer experts (``n_experts_``). The
+            ``n_experts`` parameter is unchanged, so a later fit with
+            ``warm_start=True`` grows the model back to ``n_experts``.
+        """
+        check_is_fitted(self, "network_")
+        if not 0.0 <= min_share < 1.0:
+            raise ValueError(f"min_share must be in [0, 1), got {min_share!r}.")
+        if X is None:
+            share = self.expert_usage_
+        else:
+            routed = np.atleast_2d(self.apply(X).T).T
+            share = np.bincount(routed.reshape(-1), minlength=self.n_experts_) / routed.size
+        keep = np.flatnonzero(share > min_share)
+        needed = self.network_.router.top_k
+        if len(keep) < needed:
+            raise ValueError(
+                f"min_share={min_share} would leave {len(keep)} expert(s), but each row "
+                f"needs {needed}; lower min_share."
+            )
+        self.network_ = prune_network(self.network_, keep)
+        self.best_epoch_ = self.best_epoch_[keep]
+        self._set_param_counts()
+        if X is None:
+            self.expert_usage_ = share[keep] / share[keep].sum()
+        else:
+            routed = np.atleast_2d(self.apply(X).T).T
+            self.expert_usage_ = np.bincount(routed.reshape(-1), minlength=len(keep)) / routed.size
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -419,6 +622,14 @@ _COMMON_PARAMS_DOC = """
         k-means on the preprocessed inputs and each row goes to the expert of
         its nearest prototype. ``"learned"``: a linear gate trained with the
         experts, balanced by the auxiliary-loss-free bias of DeepSeek-V3.
+    voronoi_search : {"auto", "exact", "tree"}, default="auto"
+        How a row finds its nearest prototype with ``router="voronoi"``.
+        ``"exact"`` compares it with every prototype; ``"tree"`` descends a
+        two-level tree of prototypes (about ``2 * sqrt(n_experts)``
+        comparisons), built so that every training row gets its exact nearest
+        prototype; new rows near a cell boundary may get a neighbouring one.
+        ``"auto"`` uses the tree from 64 experts on. Training and prediction
+        always route the same way.
     top_k : {1, 2}, default=1
         Experts per row with ``router="learned"``; must be 1 for Voronoi.
     categorical_features : "from_dtype", array-like of str, int or bool, or None, \
@@ -449,6 +660,15 @@ _COMMON_PARAMS_DOC = """
         Share of the training rows held out for early stopping.
     n_iter_no_change : int, default=20
         Epochs without improvement before a phase (or an expert) stops.
+    warm_start : bool, default=False
+        When True and the estimator is fitted, ``fit`` goes on from the fitted
+        model instead of starting over: if ``n_experts`` was raised, the
+        busiest experts are split (each half starts as a copy of its expert)
+        until there are ``n_experts``, then the experts train further on the
+        new data, each keeping its current weights unless training beats them
+        on its validation rows. The input encoding, the target scaling and the
+        architecture (``router``, ``top_k``, ``expert_depth``,
+        ``expert_width``, ``prelu``) are those of the first fit.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the k-means prototypes, the initial
         weights and the shuffling. On the CPU, the same seed gives the same
@@ -488,6 +708,9 @@ _COMMON_ATTRS_DOC = """
         Share of the training rows (of row-expert pairs for ``top_k=2``)
         routed to each expert by the fitted router. A zero marks an expert
         that serves no training row.
+    n_experts_ : int
+        Number of experts in the fitted model: ``n_experts``, unless
+        :meth:`prune_experts` retired some.
     n_params_total_ : int
         Parameters of the model: all experts plus the router (the Voronoi
         prototypes, or the gate).
@@ -497,7 +720,11 @@ _COMMON_ATTRS_DOC = """
         whole gate).
     history_ : dict of lists
         Per-epoch ``phase``, ``train_loss``, ``validation_loss``,
-        ``expert_load`` (share of training rows per expert) and ``seconds``."""
+        ``expert_load`` (share of training rows per expert), routing health
+        (``load_cv``: coefficient of variation of the load across experts,
+        ``dead_experts``: experts that served no training row,
+        ``routing_entropy``: entropy of the load in nats, ``log(n_experts)``
+        when balanced) and ``seconds``. A warm start appends its epochs."""
 
 
 class MoERegressor(RegressorMixin, _BaseMoE):
@@ -568,7 +795,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         out = self._raw_predict(X) * self.y_scale_ + self.y_mean_
         return out[:, 0] if self._y_1d else out
 
-    def _encode_y(self, y, fitting):
+    def _encode_y(self, y, fitting, name="y_val"):
         y = np.asarray(y, dtype=np.float64)
         if fitting:
             self._y_1d = y.ndim == 1
@@ -576,7 +803,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         y = y.reshape(len(y), -1)
         if y.shape[1] != self.n_outputs_:
             raise ValueError(
-                f"y_val has {y.shape[1]} outputs, but the training target has {self.n_outputs_}."
+                f"{name} has {y.shape[1]} outputs, but the fitted target has {self.n_outputs_}."
             )
         if not np.isfinite(y).all():
             raise ValueError("The target y contains NaN or infinity.")
@@ -659,6 +886,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         expert_width: int = 256,
         prelu: bool = True,
         router: str = "voronoi",
+        voronoi_search: str = "auto",
         top_k: int = 1,
         categorical_features="from_dtype",
         learning_rate: float = 1e-3,
@@ -668,6 +896,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         early_stopping: bool | str = "auto",
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
+        warm_start: bool = False,
         class_weight=None,
         random_state=None,
         device: str = "auto",
@@ -679,6 +908,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             expert_width=expert_width,
             prelu=prelu,
             router=router,
+            voronoi_search=voronoi_search,
             top_k=top_k,
             categorical_features=categorical_features,
             learning_rate=learning_rate,
@@ -688,6 +918,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
+            warm_start=warm_start,
             random_state=random_state,
             device=device,
             verbose=verbose,
@@ -765,7 +996,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             return np.hstack([np.zeros_like(logits), logits])
         return logits
 
-    def _encode_y(self, y, fitting):
+    def _encode_y(self, y, fitting, name="y_val"):
         y = column_or_1d(y, warn=True)
         if fitting:
             check_classification_targets(y)
@@ -779,7 +1010,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             return self._label_encoder.transform(y)
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if len(unknown):
-            raise ValueError(f"y_val contains classes not seen in y: {unknown.tolist()}.")
+            raise ValueError(
+                f"{name} contains classes not seen in the first fit: {unknown.tolist()}."
+            )
         return self._label_encoder.transform(y)
 
     def _weight_classes(self, y, sample_weight):

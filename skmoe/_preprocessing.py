@@ -87,6 +87,15 @@ class NumericEncoder:
         indicators = missing[:, self.has_missing_].astype(np.float64)
         return np.hstack([robust, self._quantile_normal(X), indicators])
 
+    def inverse_quantile_view(self, Q: np.ndarray) -> np.ndarray:
+        """Values in the original units of points ``Q`` of the quantile view."""
+        from scipy.special import ndtr
+
+        P = ndtr(Q)
+        return np.column_stack(
+            [np.interp(P[:, j], self.levels_, self.quantiles_[:, j]) for j in range(Q.shape[1])]
+        )
+
     def _quantile_normal(self, X: np.ndarray) -> np.ndarray:
         out = np.empty_like(X, dtype=np.float64)
         for j in range(X.shape[1]):
@@ -205,6 +214,37 @@ class TableEncoder:
     @property
     def n_outputs(self) -> int:
         return self.numeric_.n_outputs + self.categorical_.n_outputs
+
+    def describe(self, Z: np.ndarray, levels: dict[int, np.ndarray]) -> list[np.ndarray]:
+        """Points ``Z`` of the encoded space (prototypes) in the original units.
+
+        Numeric columns are read from the quantile view (a centroid's quantile
+        is a typical value of its cell); a categorical column takes the level
+        of its largest one-hot slot, ``"(other)"`` for the shared slot and
+        ``"(missing)"`` for the missing level. ``levels`` maps a categorical
+        column to its level names (``TableSchema.levels_``).
+
+        Returns
+        -------
+        list of ndarray, one per original column, each of shape (n_points,)
+        """
+        n_numeric = len(self.numeric_.center_)
+        numeric = self.numeric_.inverse_quantile_view(Z[:, n_numeric : 2 * n_numeric])
+        start = self.numeric_.n_outputs
+        columns, numeric_iter = [], iter(numeric.T)
+        categorical = iter(enumerate(self.categorical_.slots_))
+        for j, is_cat in enumerate(self.is_categorical):
+            if not is_cat:
+                columns.append(next(numeric_iter))
+                continue
+            _, slots = next(categorical)
+            block = Z[:, start : start + len(slots) + 1]
+            start += len(slots) + 1
+            names = [
+                "(missing)" if code < 0 else str(levels[j][int(code)]) for code in slots
+            ] + ["(other)"]
+            columns.append(np.asarray(names, dtype=object)[block.argmax(axis=1)])
+        return columns
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         parts = [

@@ -8,6 +8,7 @@ expert only on its own rows: a row costs its ``k`` experts, never all of them.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,25 +26,110 @@ def nearest_prototype(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor
     return scores.argmin(dim=1)
 
 
+def nearest_prototype_numpy(Z: np.ndarray, prototypes: np.ndarray, chunk: int = 65_536):
+    """:func:`nearest_prototype` for NumPy arrays, in float64, ``chunk`` rows at a time."""
+    P = torch.from_numpy(np.asarray(prototypes, dtype=np.float64))
+    Z64 = torch.from_numpy(np.asarray(Z, dtype=np.float64))
+    return torch.cat([nearest_prototype(z, P) for z in Z64.split(chunk)]).numpy()
+
+
+class PrototypeTree(nn.Module):
+    """A two-level search structure over Voronoi prototypes.
+
+    A row goes to the group of its nearest group centre, then to its nearest
+    prototype among that group's members (see
+    :func:`skmoe._prototypes.fit_routing_tree`), so a row is compared with
+    about ``2 * sqrt(E)`` points instead of ``E``.
+
+    Parameters
+    ----------
+    centres : tensor of shape (G, d)
+    members : list of G long tensors
+        Prototype indices searched in each group.
+    """
+
+    _chunk = 8192  # rows per pass: keeps each group's rows in cache
+
+    def __init__(self, centres: torch.Tensor, members: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.register_buffer("centres", centres)  # (G, d)
+        self.register_buffer("members", torch.cat(members))  # (M,) all groups, concatenated
+        sizes = torch.tensor([0] + [len(m) for m in members])
+        self.register_buffer("offsets", torch.cumsum(sizes, 0))  # (G + 1,)
+
+    @classmethod
+    def from_numpy(cls, centres: np.ndarray, members: list[np.ndarray]) -> "PrototypeTree":
+        """The tree of :func:`skmoe._prototypes.fit_routing_tree`'s arrays."""
+        return cls(torch.from_numpy(centres), [torch.from_numpy(m) for m in members])
+
+    def group_members(self) -> list[torch.Tensor]:
+        offsets = self.offsets.tolist()
+        return [self.members[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def forward(self, x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """Expert index ``(n,)`` of each row of ``x`` ``(n, d)``."""
+        centres = self.centres.to(x.dtype)
+        groups = self.group_members()
+        candidates = [prototypes[m] for m in groups]  # per group (m_g, d)
+        out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+        for start in range(0, x.shape[0], self._chunk):
+            xc = x[start : start + self._chunk]
+            group = nearest_prototype(xc, centres)  # (c,)
+            order = torch.argsort(group, stable=True)
+            counts = torch.bincount(group, minlength=len(groups)).tolist()
+            found = [
+                groups[g][nearest_prototype(rows, candidates[g])]
+                for g, rows in enumerate(xc.index_select(0, order).split(counts))
+                if counts[g]
+            ]
+            out[start + order] = torch.cat(found)
+        return out
+
+    def subset(self, keep: torch.Tensor) -> "PrototypeTree":
+        """The tree over prototypes ``keep`` (renumbered in that order)."""
+        new_index = torch.full((int(self.members.max()) + 1,), -1, dtype=torch.long)
+        new_index[keep.cpu()] = torch.arange(len(keep))
+        members, centres = [], []
+        for centre, group in zip(self.centres, self.group_members()):
+            mapped = new_index[group.cpu()]
+            mapped = mapped[mapped >= 0]
+            if len(mapped):  # a group left without members is dropped
+                members.append(mapped.to(self.members.device))
+                centres.append(centre)
+        return PrototypeTree(torch.stack(centres), members)
+
+
 class VoronoiRouter(nn.Module):
     """The MoMLP router: each row goes to the expert of its nearest prototype.
 
     The prototypes (Voronoi cell centres) are fixed before the experts are
-    trained, so the routing of every training row is known in advance.
+    trained, so the routing of every training row is known in advance. With a
+    :class:`PrototypeTree`, the nearest prototype is searched through the tree
+    rather than among all prototypes.
     """
 
     top_k = 1
 
-    def __init__(self, prototypes: torch.Tensor) -> None:
+    def __init__(self, prototypes: torch.Tensor, tree: PrototypeTree | None = None) -> None:
         super().__init__()
         self.register_buffer("prototypes", prototypes)  # (E, d)
+        self.tree = tree
 
     @property
     def n_experts(self) -> int:
         return self.prototypes.shape[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return nearest_prototype(x, self.prototypes.to(x.dtype))[:, None], None  # (n, 1)
+        prototypes = self.prototypes.to(x.dtype)
+        if self.tree is None:
+            return nearest_prototype(x, prototypes)[:, None], None  # (n, 1)
+        return self.tree(x, prototypes)[:, None], None
+
+    def subset(self, keep: torch.Tensor) -> "VoronoiRouter":
+        """The router over the experts ``keep``: a row of a removed expert goes
+        to its next nearest kept prototype; other rows keep their expert."""
+        tree = self.tree.subset(keep) if self.tree is not None else None
+        return VoronoiRouter(self.prototypes[keep].clone(), tree)
 
 
 class LearnedRouter(nn.Module):
@@ -91,6 +177,23 @@ class LearnedRouter(nn.Module):
         # Softmax over the selected logits: the renormalised gate probabilities,
         # computed without underflow.
         return experts, F.softmax(logits.gather(1, experts), dim=1)  # (n, k)
+
+    @torch.no_grad()
+    def subset(self, source: torch.Tensor) -> "LearnedRouter":
+        """A router whose expert ``i`` has the gate row of this one's ``source[i]``.
+
+        Dropping experts (pruning) leaves every other expert's logit unchanged,
+        so a row whose selected experts are all kept is routed as before.
+        Repeating an index (growth) duplicates a gate row; the balancing bias
+        then pulls rows towards the copy, which starts with no load.
+        """
+        idx = source.to(self.gate.weight.device)
+        router = LearnedRouter(self.gate.in_features, len(idx), self.top_k, self.balance_rate)
+        router.to(self.gate.weight.device)
+        router.gate.weight.copy_(self.gate.weight[idx])
+        router.gate.bias.copy_(self.gate.bias[idx])
+        router.balance_bias.copy_(self.balance_bias[idx])
+        return router
 
     @torch.no_grad()
     def update_balance(self, experts: torch.Tensor) -> None:

@@ -72,6 +72,10 @@ class History:
     validation_loss: list[float] = field(default_factory=list)
     expert_load: list[np.ndarray] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    # Routing health, from expert_load: spread, unused experts, entropy (nats).
+    load_cv: list[float] = field(default_factory=list)
+    dead_experts: list[int] = field(default_factory=list)
+    routing_entropy: list[float] = field(default_factory=list)
     best_epoch: np.ndarray | None = None  # (n_experts,) epoch whose weights each expert kept
     best_epoch_shared: int = -1
 
@@ -123,13 +127,23 @@ class Trainer:
     config : TrainConfig
     generator : torch.Generator
         CPU generator for initialisation and shuffling (determinism).
+    epoch_offset : int, default=0
+        Epochs already run by an earlier fit (warm start): epoch numbers in
+        ``history.best_epoch`` count them too.
     """
 
-    def __init__(self, loss_fn: LossFn, config: TrainConfig, generator: torch.Generator) -> None:
+    def __init__(
+        self, loss_fn: LossFn, config: TrainConfig, generator: torch.Generator, epoch_offset: int = 0
+    ) -> None:
         self.loss_fn = loss_fn
         self.config = config
         self.generator = generator
+        self.epoch_offset = epoch_offset
         self.history = History()
+
+    def _epoch(self) -> int:
+        """Number of the epoch about to be recorded."""
+        return self.epoch_offset + len(self.history.phase)
 
     # -- public entry point -------------------------------------------------
     def fit(
@@ -155,6 +169,24 @@ class Trainer:
             self._specialise_learned(network, train, val, best_shared)
         return network
 
+    def fit_more(
+        self, network: MoENetwork, train: Split, val: Split | None, baseline_epoch: np.ndarray
+    ) -> MoENetwork:
+        """Go on specialising a fitted (for example grown) ``network``.
+
+        Its current weights are every expert's baseline: with validation data an
+        expert keeps them unless further training beats them on its own rows.
+        ``baseline_epoch`` is the epoch each expert's current weights come from.
+        """
+        network.to(train.X.device)
+        if isinstance(network.router, VoronoiRouter):
+            self._specialise_voronoi(network, train, val, baseline_epoch)
+        else:
+            self._specialise_learned(
+                network, train, val, int(np.max(baseline_epoch)), reset_router=False
+            )
+        return network
+
     # -- phases ---------------------------------------------------------------
     def _optimizer(self, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -177,7 +209,7 @@ class Trainer:
             if val is None:
                 last_good = copy.deepcopy(bank.state_dict())
             val_loss = self._global_loss(forward, val) if val is not None else math.nan
-            if val is not None and stopper.update(np.array([val_loss]), len(self.history.phase))[0]:
+            if val is not None and stopper.update(np.array([val_loss]), self._epoch())[0]:
                 best_state = copy.deepcopy(bank.state_dict())
             self._record("shared", train_loss, val_loss, np.ones(1), start)
             if val is not None and not stopper.active[0]:
@@ -187,11 +219,11 @@ class Trainer:
         if best_state is not None:
             bank.load_state_dict(best_state)
         # Without validation the last (good) epoch's weights are kept.
-        last = len(self.history.phase) - 1
+        last = self._epoch() - 1
         self.history.best_epoch_shared = int(stopper.best_epoch[0]) if val is not None else last
 
     def _specialise_voronoi(
-        self, network: MoENetwork, train: Split, val: Split | None, best_shared: int
+        self, network: MoENetwork, train: Split, val: Split | None, baseline_epoch
     ) -> None:
         bank, router = network.bank, network.router
         n_experts = bank.n_experts
@@ -203,7 +235,7 @@ class Trainer:
         n_steps = max(1, round(len(train) / (n_experts * self.config.batch_size)))
         optimizer = self._optimizer(bank.parameters())
         stopper = _EarlyStopping(n_experts, self.config.n_iter_no_change)
-        best_epoch = np.full(n_experts, best_shared)
+        best_epoch = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
         snapshots = {}
         shared_state = copy.deepcopy(bank.state_dict())
         diverged = False
@@ -211,7 +243,7 @@ class Trainer:
             # The shared weights are every expert's baseline: specialisation
             # is kept only where it beats them on the expert's own rows.
             losses, _ = self._cell_losses(bank, val, val_cells)
-            stopper.update(losses, best_shared)
+            stopper.update(losses, 0)
             # Experts without validation rows cannot be checked: they stay shared.
             stopper.active &= np.isfinite(losses)
             snapshots = {e: bank.expert_state(e) for e in range(n_experts)}
@@ -254,7 +286,7 @@ class Trainer:
                 bank.load_state_dict(self._diverged("specialise", shared_state))
                 diverged = True
                 break
-            epoch = len(self.history.phase)
+            epoch = self._epoch()
             val_loss = math.nan
             if val is not None:
                 losses, val_loss = self._cell_losses(bank, val, val_cells)
@@ -267,15 +299,21 @@ class Trainer:
                 break
         for e, state in snapshots.items():
             bank.load_expert_state(e, state)
-        if val is None and not diverged:
-            best_epoch[:] = len(self.history.phase) - 1  # the last epoch's weights
+        if val is None and not diverged and self.history.phase:
+            best_epoch[:] = self._epoch() - 1  # the last epoch's weights
         self.history.best_epoch = best_epoch
 
     def _specialise_learned(
-        self, network: MoENetwork, train: Split, val: Split | None, best_shared: int
+        self,
+        network: MoENetwork,
+        train: Split,
+        val: Split | None,
+        best_shared: int,
+        reset_router: bool = True,
     ) -> None:
         router: LearnedRouter = network.router
-        router.reset_parameters(self.generator)
+        if reset_router:
+            router.reset_parameters(self.generator)
         router.to(train.X.device)
 
         def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -297,9 +335,9 @@ class Trainer:
                 break
             if val is None:
                 last_good = copy.deepcopy(network.state_dict())
-                best_epoch = len(self.history.phase)  # the epoch recorded below
+                best_epoch = self._epoch()  # the epoch recorded below
             val_loss = self._global_loss(forward, val) if val is not None else math.nan
-            epoch = len(self.history.phase)
+            epoch = self._epoch()
             if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
                 best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
             with torch.no_grad():
@@ -317,7 +355,7 @@ class Trainer:
     # -- helpers --------------------------------------------------------------
     def _diverged(self, phase: str, fallback: dict | None) -> dict:
         """Handle a non-finite training loss: keep ``fallback`` or raise."""
-        epoch = len(self.history.phase) + 1
+        epoch = self._epoch() + 1
         advice = (
             f"lower learning_rate (now {self.config.learning_rate}) or look for "
             "extreme values in X or y"
@@ -393,6 +431,12 @@ class Trainer:
         h.validation_loss.append(val_loss)
         h.expert_load.append(np.asarray(load, dtype=float))
         h.seconds.append(time.perf_counter() - start)
+        load = h.expert_load[-1]
+        share = load / max(load.sum(), 1e-12)
+        h.load_cv.append(float(share.std() / max(share.mean(), 1e-12)))
+        h.dead_experts.append(int((share == 0).sum()))
+        positive = share[share > 0]
+        h.routing_entropy.append(float(-(positive * np.log(positive)).sum()))
         if self.config.verbose:
             load = h.expert_load[-1]
             print(
