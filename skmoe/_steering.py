@@ -35,7 +35,7 @@ def prune_network(network: MoENetwork, keep: np.ndarray) -> MoENetwork:
     their weights, so its prediction does not change.
     """
     idx = torch.as_tensor(keep, dtype=torch.long)
-    router = network.router.subset(idx.to(_device(network)))
+    router = network.router.prune(idx.to(_device(network)))
     return MoENetwork(router, network.bank.copy_experts(idx)).eval()
 
 
@@ -100,7 +100,7 @@ def grow_network(
             mass[e] /= 2
             mass.append(mass[e])
             source.append(e)
-        new_router = router.subset(torch.tensor(source))
+        new_router = router.copy_rows(torch.tensor(source))
     idx = torch.tensor(source, dtype=torch.long)
     grown = MoENetwork(new_router.to(_device(network)), bank.copy_experts(idx))
     return grown, np.asarray(source)

@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Rows of each expert's block are padded to a multiple of this at inference.
+_INFERENCE_ROW_MULTIPLE = 16
+
 
 class ExpertBank(nn.Module):
     """``n_experts`` MLPs of identical shape, run on disjoint groups of rows.
@@ -101,15 +104,23 @@ class ExpertBank(nn.Module):
         weights = [w.to(dtype).unbind(0) for w in self.weights]  # per layer: E x (in, out)
         biases = [b.to(dtype).unbind(0) for b in self.biases]
         slopes = [a.to(dtype).unbind(0) for a in self.slopes]
+        # BLAS rounds the rows of a ragged last tile differently: padding the
+        # rows to a multiple of the tile height at inference makes a row's
+        # output independent of how many rows share its expert (pruning and
+        # batch scoring then change no kept row's prediction, bit for bit).
+        pad_to = 1 if torch.is_grad_enabled() else _INFERENCE_ROW_MULTIPLE
         outputs: list[torch.Tensor | None] = []
         for e, h in enumerate(inputs):
             if h is None or h.shape[0] == 0:
                 outputs.append(None)
                 continue
+            n = h.shape[0]
+            if n % pad_to:
+                h = torch.cat([h, h.new_zeros(pad_to - n % pad_to, h.shape[1])])
             for layer in range(self.depth):
                 h = torch.addmm(biases[layer][e], h, weights[layer][e])
                 h = F.prelu(h, slopes[layer][e]) if self.prelu else F.relu(h)
-            outputs.append(torch.addmm(biases[-1][e], h, weights[-1][e]))
+            outputs.append(torch.addmm(biases[-1][e], h, weights[-1][e])[:n])
         return outputs
 
     @torch.no_grad()

@@ -8,6 +8,8 @@ expert only on its own rows: a row costs its ``k`` experts, never all of them.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -85,7 +87,7 @@ class PrototypeTree(nn.Module):
             out[start + order] = torch.cat(found)
         return out
 
-    def subset(self, keep: torch.Tensor) -> "PrototypeTree":
+    def prune(self, keep: torch.Tensor) -> "PrototypeTree":
         """The tree over prototypes ``keep`` (renumbered in that order)."""
         new_index = torch.full((int(self.members.max()) + 1,), -1, dtype=torch.long)
         new_index[keep.cpu()] = torch.arange(len(keep))
@@ -125,10 +127,10 @@ class VoronoiRouter(nn.Module):
             return nearest_prototype(x, prototypes)[:, None], None  # (n, 1)
         return self.tree(x, prototypes)[:, None], None
 
-    def subset(self, keep: torch.Tensor) -> "VoronoiRouter":
+    def prune(self, keep: torch.Tensor) -> "VoronoiRouter":
         """The router over the experts ``keep``: a row of a removed expert goes
         to its next nearest kept prototype; other rows keep their expert."""
-        tree = self.tree.subset(keep) if self.tree is not None else None
+        tree = self.tree.prune(keep) if self.tree is not None else None
         return VoronoiRouter(self.prototypes[keep].clone(), tree)
 
 
@@ -153,10 +155,12 @@ class LearnedRouter(nn.Module):
         self.balance_rate = balance_rate
         self.gate = nn.Linear(n_inputs, n_experts)
         self.register_buffer("balance_bias", torch.zeros(n_experts))  # (E,)
+        # Expert served by each gate row; -1 marks a row retired by pruning.
+        self.register_buffer("expert_id", torch.arange(n_experts))  # (E,)
 
     @property
     def n_experts(self) -> int:
-        return self.gate.out_features
+        return int((self.expert_id >= 0).sum())
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         with torch.no_grad():
@@ -167,27 +171,46 @@ class LearnedRouter(nn.Module):
             self.gate.bias.zero_()
             self.balance_bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = F.linear(x, self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype))  # (n, E)
-        experts = (logits.detach() + self.balance_bias.to(x.dtype)).topk(self.top_k, dim=1).indices
+        selection = logits.detach() + self.balance_bias.to(x.dtype)
+        selection = selection.masked_fill(self.expert_id < 0, -torch.inf)
+        rows = selection.topk(self.top_k, dim=1).indices  # (n, k) gate rows
+        experts = self.expert_id[rows]
         if self.top_k == 1:
+            if not torch.is_grad_enabled():
+                return experts, None  # one expert, weight one
             # Exactly one in value; the gradient is that of the gate probability.
-            prob = F.softmax(logits, dim=1).gather(1, experts)  # (n, 1)
+            prob = F.softmax(logits, dim=1).gather(1, rows)  # (n, 1)
             return experts, 1.0 + (prob - prob.detach())
         # Softmax over the selected logits: the renormalised gate probabilities,
         # computed without underflow.
-        return experts, F.softmax(logits.gather(1, experts), dim=1)  # (n, k)
+        return experts, F.softmax(logits.gather(1, rows), dim=1)  # (n, k)
 
     @torch.no_grad()
-    def subset(self, source: torch.Tensor) -> "LearnedRouter":
-        """A router whose expert ``i`` has the gate row of this one's ``source[i]``.
+    def prune(self, keep: torch.Tensor) -> "LearnedRouter":
+        """The router serving only the experts ``keep`` (renumbered in that order).
 
-        Dropping experts (pruning) leaves every other expert's logit unchanged,
-        so a row whose selected experts are all kept is routed as before.
+        The retired experts' gate rows stay, masked out of the selection, so
+        every logit is computed exactly as before: a row whose experts are all
+        kept is routed, and gated, bit for bit as before.
+        """
+        router = copy.deepcopy(self)
+        new_id = torch.full_like(self.expert_id, -1)
+        for rank, expert in enumerate(keep.tolist()):
+            new_id[self.expert_id == expert] = rank
+        router.expert_id.copy_(new_id)
+        return router
+
+    @torch.no_grad()
+    def copy_rows(self, source: torch.Tensor) -> "LearnedRouter":
+        """A compact router whose expert ``i`` has the gate row of expert ``source[i]``.
+
         Repeating an index (growth) duplicates a gate row; the balancing bias
         then pulls rows towards the copy, which starts with no load.
         """
-        idx = source.to(self.gate.weight.device)
+        rows = torch.argsort(self.expert_id)[self.expert_id.sort().values >= 0]
+        idx = rows[source.to(rows.device)]
         router = LearnedRouter(self.gate.in_features, len(idx), self.top_k, self.balance_rate)
         router.to(self.gate.weight.device)
         router.gate.weight.copy_(self.gate.weight[idx])
