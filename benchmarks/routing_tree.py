@@ -41,13 +41,15 @@ def load_encoded(data_dir: Path, name: str) -> np.ndarray:
     return TableEncoder(schema.is_categorical_).fit_transform(codes, np.ones(len(codes)))
 
 
-def median_seconds(fn, repeats: int) -> float:
-    times = []
+def median_seconds(fns, repeats: int) -> list[float]:
+    """Median time of each function, run alternately so both see the same machine."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for fn, record in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def main() -> None:
@@ -79,8 +81,10 @@ def main() -> None:
             tree = VoronoiRouter(exact.prototypes, PrototypeTree.from_numpy(centres, members))
             with torch.inference_mode():
                 differ = (route_in_chunks(exact, held) != route_in_chunks(tree, held)).float().mean()
-                t_exact = median_seconds(lambda: route_in_chunks(exact, rows), args.repeats)
-                t_tree = median_seconds(lambda: route_in_chunks(tree, rows), args.repeats)
+                t_exact, t_tree = median_seconds(
+                    [lambda: route_in_chunks(exact, rows), lambda: route_in_chunks(tree, rows)],
+                    args.repeats,
+                )
             print(
                 f"| {name} | {Z.shape[1]} | {n_experts} | {len(members)} | "
                 f"{np.mean([len(m) for m in members]):.1f} | {1e3 * t_exact:.1f} | "

@@ -287,9 +287,9 @@ def test_tree_routing_is_exact_on_training_rows_and_close_on_new_rows():
     assert agree_test > 0.9
 
 
-def test_auto_search_uses_the_tree_from_64_experts():
+def test_auto_search_uses_the_tree_from_256_experts():
     X, y = make_friedman1(n_samples=700, n_features=5, random_state=0)
-    few = MoERegressor(n_experts=4, expert_width=8, max_epochs=1, random_state=0).fit(X, y)
-    many = MoERegressor(n_experts=64, expert_width=8, max_epochs=1, random_state=0).fit(X, y)
+    few = MoERegressor(n_experts=64, expert_width=8, max_epochs=1, random_state=0).fit(X, y)
+    many = MoERegressor(n_experts=256, expert_width=8, max_epochs=1, random_state=0).fit(X, y)
     assert few.network_.router.tree is None
     assert many.network_.router.tree is not None
