@@ -236,6 +236,15 @@ class _BaseMoE(BaseEstimator):
                 network = trainer.fit(*self._new_network(Z_tr, w_tr, seed, generator), train, val)
         finally:
             torch.random.set_rng_state(torch_state)
+        if trainer.interrupted:
+            if not trainer.history.phase:  # not one epoch done: nothing to keep
+                raise KeyboardInterrupt
+            warnings.warn(
+                f"Training was interrupted (KeyboardInterrupt) in the {trainer.interrupted} "
+                f"phase after {len(trainer.history.phase)} epochs. The model keeps the best "
+                "weights found so far and can be used; fit again to train it fully.",
+                UserWarning,
+            )
         network.eval()
         self.network_ = network
         self._set_history(trainer.history, append=grow)

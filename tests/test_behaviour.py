@@ -305,6 +305,49 @@ def test_divergence_before_any_good_epoch_is_a_clear_error(friedman):
         model.fit(X, y)
 
 
+class _InterruptedRegressor(MoERegressor):
+    """Its training is interrupted (Ctrl-C) after a set number of steps."""
+
+    def __init__(self, *, steps_before_interrupt=40, **params):
+        super().__init__(**params)
+        self.steps_before_interrupt = steps_before_interrupt
+
+    def _loss(self, out, y):
+        self._calls = getattr(self, "_calls", 0) + 1
+        if self._calls > self.steps_before_interrupt:
+            raise KeyboardInterrupt
+        return super()._loss(out, y)
+
+
+@pytest.mark.parametrize("phase, steps", [("shared", 60), ("specialise", 1000)])
+@pytest.mark.parametrize("router", ["voronoi", "learned"])
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_keyboard_interrupt_leaves_a_usable_model_and_says_so(
+    friedman, router, early_stopping, phase, steps
+):
+    X, y = friedman
+    model = _InterruptedRegressor(
+        steps_before_interrupt=steps, n_experts=2, router=router,
+        early_stopping=early_stopping, **FAST,
+    )
+    with pytest.warns(UserWarning, match=f"interrupted .* in the {phase} phase"):
+        model.fit(X, y)
+    assert model.n_iter_ >= 1 and model.n_experts_ == 2
+    assert np.isfinite(model.predict(X)).all()
+    assert model.score(X, y) > 0.3
+    model.steps_before_interrupt = 10**9  # the model can be trained again
+    model._calls = 0
+    assert model.fit(X, y).n_iter_ > 1
+
+
+def test_keyboard_interrupt_before_any_epoch_propagates(friedman):
+    X, y = friedman
+    model = _InterruptedRegressor(steps_before_interrupt=0, n_experts=2, **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y)
+    assert not hasattr(model, "network_")
+
+
 @pytest.mark.parametrize("router, top_k", [("voronoi", 1), ("learned", 1), ("learned", 2)])
 def test_parameter_counts_and_expert_usage(friedman, router, top_k):
     X, y = friedman

@@ -140,6 +140,12 @@ class Trainer:
         self.generator = generator
         self.epoch_offset = epoch_offset
         self.history = History()
+        # Phase in which a KeyboardInterrupt stopped training, if one did.
+        self.interrupted: str | None = None
+
+    def _interrupt(self, phase: str) -> None:
+        """Record a KeyboardInterrupt; the phase then keeps its best weights so far."""
+        self.interrupted = phase
 
     def _epoch(self) -> int:
         """Number of the epoch about to be recorded."""
@@ -158,9 +164,11 @@ class Trainer:
         bank.to(device)
         self._fit_shared(bank, train, val)
         best_shared = int(self.history.best_epoch_shared)
-        if router.n_experts == 1:
-            self.history.best_epoch = np.array([best_shared])
-            return MoENetwork(router, bank).to(device)
+        if router.n_experts == 1 or self.interrupted:
+            # One expert, or interrupted: every expert has the shared weights.
+            experts = bank.copy_experts(torch.zeros(router.n_experts, dtype=torch.long))
+            self.history.best_epoch = np.full(router.n_experts, best_shared)
+            return MoENetwork(router, experts).to(device)
         experts = bank.copy_experts(torch.zeros(router.n_experts, dtype=torch.long))
         network = MoENetwork(router, experts).to(device)
         if isinstance(router, VoronoiRouter):
@@ -200,22 +208,27 @@ class Trainer:
         optimizer = self._optimizer(bank.parameters())
         stopper = _EarlyStopping(1, self.config.n_iter_no_change)
         best_state = last_good = None
-        for _ in range(self.config.max_epochs):
-            start = time.perf_counter()
-            train_loss = self._global_epoch(forward, optimizer, train, "shared")
-            if not math.isfinite(train_loss):
-                best_state = self._diverged("shared", best_state or last_good)
-                break
+        try:
+            for _ in range(self.config.max_epochs):
+                start = time.perf_counter()
+                train_loss = self._global_epoch(forward, optimizer, train, "shared")
+                if not math.isfinite(train_loss):
+                    best_state = self._diverged("shared", best_state or last_good)
+                    break
+                if val is None:
+                    last_good = copy.deepcopy(bank.state_dict())
+                val_loss = self._global_loss(forward, val) if val is not None else math.nan
+                if val is not None and stopper.update(np.array([val_loss]), self._epoch())[0]:
+                    best_state = copy.deepcopy(bank.state_dict())
+                self._record("shared", train_loss, val_loss, np.ones(1), start)
+                if val is not None and not stopper.active[0]:
+                    break
+                if self._converged():
+                    break
+        except KeyboardInterrupt:
+            self._interrupt("shared")
             if val is None:
-                last_good = copy.deepcopy(bank.state_dict())
-            val_loss = self._global_loss(forward, val) if val is not None else math.nan
-            if val is not None and stopper.update(np.array([val_loss]), self._epoch())[0]:
-                best_state = copy.deepcopy(bank.state_dict())
-            self._record("shared", train_loss, val_loss, np.ones(1), start)
-            if val is not None and not stopper.active[0]:
-                break
-            if self._converged():
-                break
+                best_state = last_good
         if best_state is not None:
             bank.load_state_dict(best_state)
         # Without validation the last (good) epoch's weights are kept.
@@ -247,56 +260,59 @@ class Trainer:
             # Experts without validation rows cannot be checked: they stay shared.
             stopper.active &= np.isfinite(losses)
             snapshots = {e: bank.expert_state(e) for e in range(n_experts)}
-        for _ in range(self.config.max_epochs):
-            start = time.perf_counter()
-            active = stopper.active if val is not None else np.ones(n_experts, dtype=bool)
-            if not active.any():
-                break
-            batches = [
-                cells[e][torch.randperm(len(cells[e]), generator=self.generator).to(cells[e].device)]
-                .tensor_split(n_steps)
-                if active[e]
-                else None
-                for e in range(n_experts)
-            ]
-            total, weight = 0.0, 0.0
-            steps = _progress(range(n_steps), self.config.verbose, "specialise")
-            for step in steps:
-                idx = [b[step] if b is not None else None for b in batches]
-                outputs = bank.forward_groups([train.X[i] if i is not None else None for i in idx])
-                # Experts are independent: the sum of their mean losses gives
-                # each expert the gradient of its own loss.
-                terms = []
-                for i, out in zip(idx, outputs):
-                    if out is None:
+        try:
+            for _ in range(self.config.max_epochs):
+                start = time.perf_counter()
+                active = stopper.active if val is not None else np.ones(n_experts, dtype=bool)
+                if not active.any():
+                    break
+                batches = [
+                    cells[e][torch.randperm(len(cells[e]), generator=self.generator).to(cells[e].device)]
+                    .tensor_split(n_steps)
+                    if active[e]
+                    else None
+                    for e in range(n_experts)
+                ]
+                total, weight = 0.0, 0.0
+                steps = _progress(range(n_steps), self.config.verbose, "specialise")
+                for step in steps:
+                    idx = [b[step] if b is not None else None for b in batches]
+                    outputs = bank.forward_groups([train.X[i] if i is not None else None for i in idx])
+                    # Experts are independent: the sum of their mean losses gives
+                    # each expert the gradient of its own loss.
+                    terms = []
+                    for i, out in zip(idx, outputs):
+                        if out is None:
+                            continue
+                        w = train.w[i]
+                        row_loss = self.loss_fn(out, train.y[i])
+                        terms.append(_weighted_mean(row_loss, w))
+                        total += float((row_loss.detach() * w).sum())
+                        weight += float(w.sum())
+                    if not terms:
                         continue
-                    w = train.w[i]
-                    row_loss = self.loss_fn(out, train.y[i])
-                    terms.append(_weighted_mean(row_loss, w))
-                    total += float((row_loss.detach() * w).sum())
-                    weight += float(w.sum())
-                if not terms:
-                    continue
-                loss = torch.stack(terms).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            if not math.isfinite(total):
-                # Snapshots hold each expert's best (at worst the shared) weights.
-                bank.load_state_dict(self._diverged("specialise", shared_state))
-                diverged = True
-                break
-            epoch = self._epoch()
-            val_loss = math.nan
-            if val is not None:
-                losses, val_loss = self._cell_losses(bank, val, val_cells)
-                for e in np.flatnonzero(stopper.update(losses, epoch)):
-                    snapshots[e] = bank.expert_state(e)
-                    best_epoch[e] = epoch
-            load = np.array([len(c) for c in cells], dtype=float) / len(train)
-            self._record("specialise", total / max(weight, 1e-12), val_loss, load, start)
-            if val is None and self._converged():
-                break
+                    loss = torch.stack(terms).sum()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                if not math.isfinite(total):
+                    # Snapshots hold each expert's best (at worst the shared) weights.
+                    bank.load_state_dict(self._diverged("specialise", shared_state))
+                    diverged = True
+                    break
+                epoch = self._epoch()
+                val_loss = math.nan
+                if val is not None:
+                    losses, val_loss = self._cell_losses(bank, val, val_cells)
+                    for e in np.flatnonzero(stopper.update(losses, epoch)):
+                        snapshots[e] = bank.expert_state(e)
+                        best_epoch[e] = epoch
+                load = np.array([len(c) for c in cells], dtype=float) / len(train)
+                self._record("specialise", total / max(weight, 1e-12), val_loss, load, start)
+                if val is None and self._converged():
+                    break
+        except KeyboardInterrupt:
+            self._interrupt("specialise")
         for e, state in snapshots.items():
             bank.load_expert_state(e, state)
         if val is None and not diverged and self.history.phase:
@@ -327,27 +343,32 @@ class Trainer:
         if val is not None:
             stopper.update(np.array([self._global_loss(forward, val)]), best_shared)
             best_state = copy.deepcopy(network.state_dict())
-        for _ in range(self.config.max_epochs):
-            start = time.perf_counter()
-            train_loss = self._global_epoch(forward, optimizer, train, "specialise", router)
-            if not math.isfinite(train_loss):
-                best_state = self._diverged("specialise", best_state or last_good)
-                break
+        try:
+            for _ in range(self.config.max_epochs):
+                start = time.perf_counter()
+                train_loss = self._global_epoch(forward, optimizer, train, "specialise", router)
+                if not math.isfinite(train_loss):
+                    best_state = self._diverged("specialise", best_state or last_good)
+                    break
+                if val is None:
+                    last_good = copy.deepcopy(network.state_dict())
+                    best_epoch = self._epoch()  # the epoch recorded below
+                val_loss = self._global_loss(forward, val) if val is not None else math.nan
+                epoch = self._epoch()
+                if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
+                    best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
+                with torch.no_grad():
+                    routed = route_in_chunks(router, train.X, _EVAL_CHUNK)
+                load = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
+                self._record("specialise", train_loss, val_loss, load / load.sum(), start)
+                if val is not None and not stopper.active[0]:
+                    break
+                if val is None and self._converged():
+                    break
+        except KeyboardInterrupt:
+            self._interrupt("specialise")
             if val is None:
-                last_good = copy.deepcopy(network.state_dict())
-                best_epoch = self._epoch()  # the epoch recorded below
-            val_loss = self._global_loss(forward, val) if val is not None else math.nan
-            epoch = self._epoch()
-            if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
-                best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
-            with torch.no_grad():
-                routed = route_in_chunks(router, train.X, _EVAL_CHUNK)
-            load = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
-            self._record("specialise", train_loss, val_loss, load / load.sum(), start)
-            if val is not None and not stopper.active[0]:
-                break
-            if val is None and self._converged():
-                break
+                best_state = last_good
         if best_state is not None:
             network.load_state_dict(best_state)
         self.history.best_epoch = np.full(router.n_experts, best_epoch)
