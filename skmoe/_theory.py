@@ -65,7 +65,7 @@ def count_parameters(
     --------
     >>> from skmoe import count_parameters
     >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8)
-    (156, 48)
+    (460, 145)
     """
     per_expert = _expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu)
     router_params = _router_params(n_inputs, n_experts, router)
@@ -169,7 +169,7 @@ def param_grid_for_budget(
     >>> from skmoe import param_grid_for_budget
     >>> grid = param_grid_for_budget(20_000, n_inputs=10, n_experts=(1, 4), expert_depth=(1,))
     >>> [(g["n_experts"][0], g["expert_width"][0]) for g in grid]
-    [(1, 1538), (4, 383)]
+    [(1, 1537), (4, 383)]
     """
     if kind not in ("total", "active"):
         raise ValueError(f"kind must be 'total' or 'active', got {kind!r}.")

@@ -131,3 +131,12 @@ def test_plots_explain_a_missing_matplotlib(data, monkeypatch):
     X, y = data
     with pytest.raises(ImportError, match=r'pip install "skmoe\[plot\]"'):
         plotting.plot_expert_usage(MoERegressor())
+
+
+def test_theory_docstring_examples_run():
+    import doctest
+
+    import skmoe._theory
+
+    result = doctest.testmod(skmoe._theory)
+    assert result.attempted >= 3 and result.failed == 0
