@@ -266,17 +266,23 @@ def test_learned_top1_gate_weight_is_exactly_one(friedman):
     assert np.isfinite(model.predict(X)).all()
 
 
-class _DivergingRegressor(MoERegressor):
-    """Its loss turns non-finite after a set number of training steps."""
+class _FaultyRegressor(MoERegressor):
+    """Its training fails after a set number of steps: the loss turns
+    non-finite (``fault="nan"``) or the user presses Ctrl-C (``"interrupt"``)."""
 
-    def __init__(self, *, steps_before_nan=40, **params):
+    def __init__(self, *, fault="nan", steps_before_fault=40, **params):
         super().__init__(**params)
-        self.steps_before_nan = steps_before_nan
+        self.fault = fault
+        self.steps_before_fault = steps_before_fault
 
     def _loss(self, out, y):
         self._calls = getattr(self, "_calls", 0) + 1
         loss = super()._loss(out, y)
-        return loss * float("nan") if self._calls > self.steps_before_nan else loss
+        if self._calls <= self.steps_before_fault:
+            return loss
+        if self.fault == "interrupt":
+            raise KeyboardInterrupt
+        return loss * float("nan")
 
 
 @pytest.mark.parametrize("phase, steps", [("shared", 40), ("specialise", 1000)])
@@ -288,8 +294,8 @@ def test_divergence_keeps_the_last_good_weights_and_warns(
     from sklearn.exceptions import ConvergenceWarning
 
     X, y = friedman
-    model = _DivergingRegressor(
-        steps_before_nan=steps, n_experts=2, router=router, early_stopping=early_stopping, **FAST
+    model = _FaultyRegressor(
+        steps_before_fault=steps, n_experts=2, router=router, early_stopping=early_stopping, **FAST
     )
     with pytest.warns(ConvergenceWarning, match=f"non-finite in epoch .* \\({phase} phase\\)"):
         model.fit(X, y)
@@ -300,23 +306,9 @@ def test_divergence_keeps_the_last_good_weights_and_warns(
 
 def test_divergence_before_any_good_epoch_is_a_clear_error(friedman):
     X, y = friedman
-    model = _DivergingRegressor(steps_before_nan=0, n_experts=2, **FAST)
+    model = _FaultyRegressor(steps_before_fault=0, n_experts=2, **FAST)
     with pytest.raises(ValueError, match="diverged.*lower learning_rate"):
         model.fit(X, y)
-
-
-class _InterruptedRegressor(MoERegressor):
-    """Its training is interrupted (Ctrl-C) after a set number of steps."""
-
-    def __init__(self, *, steps_before_interrupt=40, **params):
-        super().__init__(**params)
-        self.steps_before_interrupt = steps_before_interrupt
-
-    def _loss(self, out, y):
-        self._calls = getattr(self, "_calls", 0) + 1
-        if self._calls > self.steps_before_interrupt:
-            raise KeyboardInterrupt
-        return super()._loss(out, y)
 
 
 @pytest.mark.parametrize("phase, steps", [("shared", 60), ("specialise", 1000)])
@@ -326,8 +318,8 @@ def test_keyboard_interrupt_leaves_a_usable_model_and_says_so(
     friedman, router, early_stopping, phase, steps
 ):
     X, y = friedman
-    model = _InterruptedRegressor(
-        steps_before_interrupt=steps, n_experts=2, router=router,
+    model = _FaultyRegressor(
+        fault="interrupt", steps_before_fault=steps, n_experts=2, router=router,
         early_stopping=early_stopping, **FAST,
     )
     with pytest.warns(UserWarning, match=f"interrupted .* in the {phase} phase"):
@@ -335,14 +327,14 @@ def test_keyboard_interrupt_leaves_a_usable_model_and_says_so(
     assert model.n_iter_ >= 1 and model.n_experts_ == 2
     assert np.isfinite(model.predict(X)).all()
     assert model.score(X, y) > 0.3
-    model.steps_before_interrupt = 10**9  # the model can be trained again
+    model.steps_before_fault = 10**9  # the model can be trained again
     model._calls = 0
     assert model.fit(X, y).n_iter_ > 1
 
 
 def test_keyboard_interrupt_before_any_epoch_propagates(friedman):
     X, y = friedman
-    model = _InterruptedRegressor(steps_before_interrupt=0, n_experts=2, **FAST)
+    model = _FaultyRegressor(fault="interrupt", steps_before_fault=0, n_experts=2, **FAST)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, y)
     assert not hasattr(model, "network_")
