@@ -24,7 +24,7 @@ from sklearn.base import (
 )
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -43,7 +43,7 @@ from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
 from ._table import TableSchema
 from ._prototypes import fit_prototypes, fit_routing_tree
 from ._steering import grow_network, prune_network
-from ._torch.device import resolve_device
+from ._torch.device import inference_dtype, resolve_device
 from ._torch.experts import ExpertBank
 from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
 from ._torch.training import Split, TrainConfig, Trainer
@@ -299,8 +299,7 @@ class _BaseMoE(BaseEstimator):
         self._set_param_counts()
         with torch.inference_mode():
             routed = route_in_chunks(self.network_.router, Z_train, _PREDICT_CHUNK)
-        counts = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=self.n_experts_)
-        self.expert_usage_ = counts / counts.sum()
+        self.expert_usage_ = _shares(routed.cpu().numpy(), self.n_experts_)
 
     def _set_param_counts(self) -> None:
         router, bank = self.network_.router, self.network_.bank
@@ -434,11 +433,8 @@ class _BaseMoE(BaseEstimator):
         check_is_fitted(self, "network_")
         Z = self.encoder_.transform(self._validate_X(X, reset=False))
         device = self._network_device()
-        # On the CPU, inference runs in float64: a row's prediction then does
-        # not depend on which other rows share its batch (float32 BLAS kernels
-        # round differently at the edges of a block). apply() routes the same
-        # way, so it always names the expert that predict() used.
-        dtype = torch.float64 if device.type == "cpu" else torch.float32
+        # apply() routes the same batches, so it names the expert predict() used.
+        dtype = inference_dtype(device)
         for chunk in np.array_split(Z, max(1, -(-len(Z) // _PREDICT_CHUNK))):
             yield torch.from_numpy(np.ascontiguousarray(chunk)).to(device, dtype)
 
@@ -467,6 +463,13 @@ class _BaseMoE(BaseEstimator):
             (ones with one expert per row; summing to one across a row's two
             experts with ``top_k=2``).
         """
+        experts, gates = self._route(X)
+        if experts.shape[1] == 1:
+            experts, gates = experts[:, 0], gates[:, 0]
+        return (experts, gates) if return_gates else experts
+
+    def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
         experts, gates = [], []
         with torch.inference_mode():
             for x in self._network_batches(X):
@@ -476,10 +479,7 @@ class _BaseMoE(BaseEstimator):
                     e = e.gather(1, order)
                 experts.append(e.cpu().numpy())
                 gates.append(np.ones(e.shape) if g is None else g.double().cpu().numpy())
-        experts, gates = np.concatenate(experts), np.concatenate(gates)
-        if experts.shape[1] == 1:
-            experts, gates = experts[:, 0], gates[:, 0]
-        return (experts, gates) if return_gates else experts
+        return np.concatenate(experts), np.concatenate(gates)
 
     def routing_report(self, X=None, y=None) -> pd.DataFrame:
         """One row per expert: its load, its prototype and, given ``y``, its score.
@@ -511,9 +511,8 @@ class _BaseMoE(BaseEstimator):
                 raise ValueError("routing_report needs X to score the experts on y.")
             report["share"] = self.expert_usage_
         else:
-            routed = np.atleast_2d(self.apply(X).T).T  # (n, k)
-            counts = np.bincount(routed.reshape(-1), minlength=self.n_experts_)
-            report["share"] = counts / counts.sum()
+            routed = self._route(X)[0]  # (n, k)
+            report["share"] = _shares(routed, self.n_experts_)
             report["n_rows"] = np.bincount(routed[:, 0], minlength=self.n_experts_)
             if y is not None:
                 report["score"] = self._score_by_expert(X, y, routed[:, 0])
@@ -534,18 +533,13 @@ class _BaseMoE(BaseEstimator):
             raise ValueError(
                 f"X and y have inconsistent numbers of samples: {len(first)} and {len(y)}."
             )
-        if isinstance(X, pd.DataFrame):
-            take = X.iloc.__getitem__
-        else:
-            X = np.asarray(X, dtype=object) if self.schema_.is_categorical_.any() else np.asarray(X)
-            take = X.__getitem__
         scores = np.full(self.n_experts_, np.nan)
         for e in np.unique(first):
             rows = np.flatnonzero(first == e)
             if len(rows) >= 2:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # R² of a constant cell
-                    scores[e] = self.score(take(rows), y[rows])
+                    scores[e] = self.score(_safe_indexing(X, rows), y[rows])
         return scores
 
     def prune_experts(self, min_share: float = 0.0, X=None):
@@ -580,8 +574,7 @@ class _BaseMoE(BaseEstimator):
         if X is None:
             share = self.expert_usage_
         else:
-            routed = np.atleast_2d(self.apply(X).T).T
-            share = np.bincount(routed.reshape(-1), minlength=self.n_experts_) / routed.size
+            share = _shares(self._route(X)[0], self.n_experts_)
         keep = np.flatnonzero(share > min_share)
         needed = self.network_.router.top_k
         if len(keep) < needed:
@@ -595,8 +588,7 @@ class _BaseMoE(BaseEstimator):
         if X is None:
             self.expert_usage_ = share[keep] / share[keep].sum()
         else:
-            routed = np.atleast_2d(self.apply(X).T).T
-            self.expert_usage_ = np.bincount(routed.reshape(-1), minlength=len(keep)) / routed.size
+            self.expert_usage_ = _shares(self._route(X)[0], self.n_experts_)
         return self
 
     def __sklearn_tags__(self):
@@ -614,6 +606,11 @@ class _BaseMoE(BaseEstimator):
             # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
             state["network_"] = copy.deepcopy(self.network_).to("cpu")
         return state
+
+
+def _shares(routed: np.ndarray, n_experts: int) -> np.ndarray:
+    """Share of the row-expert pairs ``routed`` ``(n, k)`` that each expert serves."""
+    return np.bincount(routed.reshape(-1), minlength=n_experts) / routed.size
 
 
 _COMMON_PARAMS_DOC = """

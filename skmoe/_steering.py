@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ._prototypes import fit_routing_tree, split_cell
+from ._torch.device import inference_dtype
 from ._torch.routing import (
     MoENetwork,
     PrototypeTree,
@@ -21,10 +22,9 @@ from ._torch.routing import (
 
 def route_numpy(router, Z: np.ndarray) -> np.ndarray:
     """Expert indices ``(n, k)`` of encoded rows ``Z``, routed as at predict time."""
-    device = router.prototypes.device if isinstance(router, VoronoiRouter) else router.gate.weight.device
-    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    device = next(router.buffers()).device
     with torch.inference_mode():
-        X = torch.from_numpy(np.ascontiguousarray(Z)).to(device, dtype)
+        X = torch.from_numpy(np.ascontiguousarray(Z)).to(device, inference_dtype(device))
         return route_in_chunks(router, X).cpu().numpy()
 
 

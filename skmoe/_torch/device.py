@@ -1,4 +1,4 @@
-"""Resolving the ``device`` hyperparameter to a :class:`torch.device`."""
+"""Resolving the ``device`` hyperparameter, and the precision of inference on it."""
 
 from __future__ import annotations
 
@@ -40,3 +40,10 @@ def resolve_device(device: str) -> torch.device:
             f"{torch.cuda.device_count()} CUDA device(s) are visible."
         )
     return resolved
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """float64 on the CPU, so that a row's output does not depend on the other
+    rows of its batch (float32 BLAS kernels round differently at the edges of
+    a block); float32 on accelerators."""
+    return torch.float64 if device.type == "cpu" else torch.float32
