@@ -1,6 +1,8 @@
 """skmoe: scikit-learn compatible mixtures of (P)ReLU MLP experts."""
 
 from ._estimators import MoEClassifier, MoERegressor
+from ._persistence import InconsistentVersionWarning, load
+from ._torch.state import ModelFileError
 from ._theory import count_parameters, param_grid_for_budget, vc_dimension_bound
 
 __version__ = "0.1.0"
@@ -8,8 +10,11 @@ __version__ = "0.1.0"
 __all__ = [
     "MoEClassifier",
     "MoERegressor",
+    "InconsistentVersionWarning",
+    "ModelFileError",
     "__version__",
     "count_parameters",
+    "load",
     "param_grid_for_budget",
     "vc_dimension_bound",
 ]

@@ -7,7 +7,6 @@ trailing underscore.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -39,6 +38,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _persistence
 from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
 from ._table import TableSchema
 from ._prototypes import fit_prototypes, fit_routing_tree
@@ -46,6 +46,7 @@ from ._steering import grow_network, prune_network
 from ._torch.device import inference_dtype, resolve_device
 from ._torch.experts import ExpertBank
 from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
+from ._torch.state import network_from_arrays, network_to_arrays
 from ._torch.training import Split, TrainConfig, Trainer
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
@@ -54,6 +55,8 @@ _PREDICT_CHUNK = 65_536
 _BALANCE_RATE = 1e-2
 # voronoi_search="auto" searches the prototypes through a tree from this many experts.
 _AUTO_TREE_MIN_EXPERTS = 256
+# Marks a network stored as plain arrays in a pickle (see _BaseMoE.__getstate__).
+_PICKLED_NETWORK = "skmoe-network-arrays"
 
 
 class _BaseMoE(BaseEstimator):
@@ -421,11 +424,14 @@ class _BaseMoE(BaseEstimator):
         }
         if append:
             new = {k: self.history_[k] + v for k, v in new.items()}
-        self.history_ = new
-        self.loss_curve_ = list(new["train_loss"])
-        self.validation_scores_ = [-v for v in new["validation_loss"]]
-        self.n_iter_ = len(new["train_loss"])
+        self._set_history_dict(new)
         self.best_epoch_ = np.asarray(history.best_epoch)
+
+    def _set_history_dict(self, history: dict) -> None:
+        self.history_ = history
+        self.loss_curve_ = list(history["train_loss"])
+        self.validation_scores_ = [-v for v in history["validation_loss"]]
+        self.n_iter_ = len(history["train_loss"])
 
     # -- prediction ------------------------------------------------------------
     def _network_batches(self, X):
@@ -600,12 +606,53 @@ class _BaseMoE(BaseEstimator):
         return self.network_.bank.weights[0].device
 
     # -- persistence -----------------------------------------------------------
+    def save(self, path, *, overwrite: bool = False):
+        """Write the fitted model to a folder that loads without running code.
+
+        The folder holds a JSON header (parameters, versions, fitted values,
+        checksums) and NumPy ``.npz`` arrays: the input encoding and router in
+        one file, and one file per expert. :func:`skmoe.load` reads it back
+        with no pickle involved, so a model file from an untrusted source
+        cannot execute code; see the persistence page of the user guide.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder to create.
+        overwrite : bool, default=False
+            Replace an existing saved model at ``path``. The new model is
+            written beside it first, so a failure leaves the old one intact.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+        """
+        from ._persistence import save
+
+        check_is_fitted(self, "network_")
+        return save(self, path, overwrite=overwrite)
+
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: BaseEstimator may hand back the live __dict__ itself.
+        state = dict(super().__getstate__())
+        # The network is pickled as NumPy arrays, never as torch tensors: a
+        # pickle then loads without a GPU whatever device it was fitted on, and
+        # does not depend on torch's own serialisation (weights_only & co.).
         if "network_" in state:
-            # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
-            state["network_"] = copy.deepcopy(self.network_).to("cpu")
+            spec, arrays = network_to_arrays(state["network_"])
+            state["network_"] = {_PICKLED_NETWORK: 1, "spec": spec, "arrays": arrays}
+        state["_skmoe_versions"] = _persistence.versions()
         return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_skmoe_versions", None)
+        if saved is not None:
+            _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
+        network = state.get("network_")
+        if isinstance(network, dict) and _PICKLED_NETWORK in network:
+            state["network_"] = network_from_arrays(network["spec"], network["arrays"])
+        super().__setstate__(state)
 
 
 def _shares(routed: np.ndarray, n_experts: int) -> np.ndarray:

@@ -122,7 +122,8 @@ class CategoricalEncoder:
     A column with more distinct levels than the cap also gets a cross-fitted
     target encoding (:class:`sklearn.preprocessing.TargetEncoder`), so that
     the levels pooled in ``other`` still carry their own signal without the
-    width of one slot per level.
+    width of one slot per level. After fit the encoder's tables are kept as
+    plain arrays (``target_tables_``), which is what a saved model stores.
 
     Attributes
     ----------
@@ -130,7 +131,10 @@ class CategoricalEncoder:
         For each column, the codes that have their own slot, in slot order.
     target_columns_ : list of int
         Columns that are also target-encoded.
-    target_encoder_ : TargetEncoder or None
+    target_tables_ : list of (ndarray, ndarray, ndarray)
+        For each target-encoded column: its codes seen in fit (sorted), their
+        encodings ``(n_codes, n_values)`` and the encoding of unseen codes
+        ``(n_values,)`` (the target mean).
     """
 
     min_frequency = 5.0
@@ -142,8 +146,7 @@ class CategoricalEncoder:
         ``y`` and ``target_type`` (``"continuous"``, ``"binary"`` or
         ``"multiclass"``) enable the target encoding of overflowing columns.
         """
-        self.slots_, self.target_columns_, self.target_encoder_ = [], [], None
-        self.n_target_outputs_ = 0
+        self.slots_, self.target_columns_, self.target_tables_ = [], [], []
         for j in range(C.shape[1]):
             codes, inverse = np.unique(C[:, j], return_inverse=True)
             weight = np.bincount(inverse.ravel(), weights=w, minlength=len(codes))
@@ -155,20 +158,24 @@ class CategoricalEncoder:
         onehot = self._onehot(C)
         if not self.target_columns_:
             return onehot
-        self.target_encoder_ = _target_encoder(target_type, seed)
-        encoded = self.target_encoder_.fit_transform(C[:, self.target_columns_], y)
-        self.n_target_outputs_ = encoded.shape[1]
+        encoder = _target_encoder(target_type, seed)
+        encoded = encoder.fit_transform(C[:, self.target_columns_], y)
+        self.target_tables_ = _target_tables(encoder)
         return np.hstack([onehot, encoded])
 
     @property
     def n_outputs(self) -> int:
-        return sum(len(s) + 1 for s in self.slots_) + self.n_target_outputs_
+        n_target = sum(len(default) for _, _, default in self.target_tables_)
+        return sum(len(s) + 1 for s in self.slots_) + n_target
 
     def transform(self, C: np.ndarray) -> np.ndarray:
-        onehot = self._onehot(C)
-        if self.target_encoder_ is None:
-            return onehot
-        return np.hstack([onehot, self.target_encoder_.transform(C[:, self.target_columns_])])
+        blocks = [self._onehot(C)]
+        # As TargetEncoder.transform: a code seen in fit gets its encoding, any
+        # other the target mean.
+        for j, (codes, encodings, default) in zip(self.target_columns_, self.target_tables_):
+            pos, hit = sorted_lookup(codes, C[:, j])
+            blocks.append(np.where(hit[:, None], encodings[pos], default))
+        return np.hstack(blocks)
 
     def _onehot(self, C: np.ndarray) -> np.ndarray:
         blocks = []
@@ -178,6 +185,23 @@ class CategoricalEncoder:
             onehot[np.arange(len(C)), np.where(hit, pos, len(slots))] = 1.0
             blocks.append(onehot)
         return np.hstack(blocks) if blocks else np.empty((len(C), 0))
+
+
+def _target_tables(encoder: TargetEncoder) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A fitted TargetEncoder's lookup tables, one ``(codes, encodings, default)`` per column.
+
+    A multiclass encoder has one encoding per class for each column, in the
+    column-major order of its output.
+    """
+    n_values = len(encoder.classes_) if encoder.target_type_ == "multiclass" else 1
+    default = np.atleast_1d(np.asarray(encoder.target_mean_, dtype=np.float64))
+    tables = []
+    for j, codes in enumerate(encoder.categories_):
+        encodings = encoder.encodings_[j * n_values : (j + 1) * n_values]
+        tables.append(
+            (np.asarray(codes, dtype=np.float64), np.column_stack(encodings).astype(np.float64), default)
+        )
+    return tables
 
 
 def _target_encoder(target_type: str, seed: int) -> TargetEncoder:
