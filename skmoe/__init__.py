@@ -1,5 +1,12 @@
 """skmoe: scikit-learn compatible mixtures of (P)ReLU MLP experts."""
 
+import os
+
+# MKL's strict reproducibility mode makes CPU matrix products, hence fitted
+# models, independent of the number of threads (so of n_jobs). MKL reads this
+# before its first matrix product; a value the user set is kept.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 from ._estimators import MoEClassifier, MoERegressor
 from ._persistence import InconsistentVersionWarning, load
 from ._torch.state import ModelFileError

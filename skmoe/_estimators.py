@@ -7,8 +7,11 @@ trailing underscore.
 
 from __future__ import annotations
 
+import copy
+import os
 import warnings
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,6 +55,7 @@ from ._torch.training import Split, TrainConfig, Trainer
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
 _PREDICT_CHUNK = 65_536
+_MIN_PREDICT_CHUNK = 256  # out of GPU memory below this many rows: give up
 _BALANCE_RATE = 1e-2
 # voronoi_search="auto" searches the prototypes through a tree from this many experts.
 _AUTO_TREE_MIN_EXPERTS = 256
@@ -79,6 +83,8 @@ class _BaseMoE(BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "device": [str],
         "verbose": ["verbose"],
@@ -103,6 +109,8 @@ class _BaseMoE(BaseEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
         warm_start: bool = False,
+        checkpoint_dir=None,
+        checkpoint_every: int = 10,
         random_state=None,
         device: str = "auto",
         verbose: int = 0,
@@ -123,6 +131,8 @@ class _BaseMoE(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -161,6 +171,10 @@ class _BaseMoE(BaseEstimator):
                 "X_val and y_val are only used for early stopping, but "
                 "early_stopping=False; set early_stopping=True or 'auto'."
             )
+        if self.checkpoint_dir is not None:
+            self._check_checkpoint_dir()
+        if self.warm_start and not hasattr(self, "network_"):
+            self._resume_from_checkpoint()
         grow = bool(self.warm_start) and hasattr(self, "network_")
         if grow:
             self._check_warm_start()
@@ -171,6 +185,11 @@ class _BaseMoE(BaseEstimator):
         y = _check_y(y, multi_output=self._multi_output, y_numeric=not is_classifier(self))
         check_consistent_length(X, y)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if (sample_weight < 0).any():
+            raise ValueError(
+                f"sample_weight must be non-negative, got {sample_weight.min()!r} at row "
+                f"{int(np.argmin(sample_weight))}."
+            )
         y = self._encode_y(y, fitting=not grow, name="y")
         sample_weight = self._weight_classes(y, sample_weight)
         rng = check_random_state(self.random_state)
@@ -212,31 +231,50 @@ class _BaseMoE(BaseEstimator):
 
         generator = torch.Generator().manual_seed(seed)
         torch_state = torch.random.get_rng_state()
-        train = self._to_split(Z_tr, y_tr, w_tr, device)
-        val = None
-        if X_val is not None:
-            val = self._to_split(
-                self.encoder_.transform(X_val), self._scale_target(y_val), w_val, device
-            )
         config = TrainConfig(
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             batch_size=self._resolve_batch_size(len(X_tr)),
             max_epochs=self.max_epochs,
             n_iter_no_change=self.n_iter_no_change,
-            early_stopping=val is not None,
+            early_stopping=X_val is not None,
             verbose=self.verbose,
         )
         try:
+            # The training rows live on the device for the whole fit.
+            train = self._to_split(Z_tr, y_tr, w_tr, device)
+            val = None
+            if X_val is not None:
+                val = self._to_split(
+                    self.encoder_.transform(X_val), self._scale_target(y_val), w_val, device
+                )
+            checkpoint = {}
+            if self.checkpoint_dir is not None:
+                checkpoint = dict(
+                    checkpoint=lambda net, history: self._checkpoint(net, history, grow),
+                    checkpoint_every=self.checkpoint_every,
+                )
             if grow:
                 network, source = grow_network(
                     self.network_, Z_tr, w_tr, self.n_experts, seed, self._use_tree(self.n_experts)
                 )
-                trainer = Trainer(self._loss, config, generator, epoch_offset=self.n_iter_)
+                trainer = Trainer(
+                    self._loss, config, generator, epoch_offset=self.n_iter_, **checkpoint
+                )
                 network = trainer.fit_more(network, train, val, self.best_epoch_[source])
             else:
-                trainer = Trainer(self._loss, config, generator)
+                trainer = Trainer(self._loss, config, generator, **checkpoint)
                 network = trainer.fit(*self._new_network(Z_tr, w_tr, seed, generator), train, val)
+        except torch.OutOfMemoryError as exc:
+            _free_cuda_cache(device)
+            mb = (Z_tr.shape[0] * Z_tr.shape[1] * 4) / 2**20
+            raise torch.OutOfMemoryError(
+                f"Out of GPU memory while fitting on {device}, with batch_size="
+                f"{config.batch_size}, expert_width={self.expert_width}, "
+                f"expert_depth={self.expert_depth} and {Z_tr.shape[0]} training rows "
+                f"(about {mb:.0f} MiB once encoded, held on the device). Lower "
+                "batch_size first, then expert_width, or fit with device='cpu'."
+            ) from exc
         finally:
             torch.random.set_rng_state(torch_state)
         if trainer.interrupted:
@@ -253,6 +291,45 @@ class _BaseMoE(BaseEstimator):
         self._set_history(trainer.history, append=grow)
         self._set_model_summary(train.X)
         return self
+
+    def _checkpoint(self, network, history, append: bool) -> None:
+        """Save the best weights so far to ``checkpoint_dir`` as a loadable model."""
+        snapshot = copy.copy(self)  # shares the fitted encoding; fitted state below is its own
+        snapshot.network_ = network
+        snapshot._set_history(history, append=append)
+        snapshot.best_epoch_ = np.full(network.bank.n_experts, snapshot.n_iter_ - 1)
+        load = np.asarray(history.expert_load[-1], dtype=float)
+        if len(load) != network.bank.n_experts:  # shared phase: one expert so far
+            load = np.full(network.bank.n_experts, 1.0)
+        snapshot.expert_usage_ = load / max(load.sum(), 1e-12)
+        snapshot._set_param_counts()
+        snapshot.save(self.checkpoint_dir, overwrite=True)
+
+    def _check_checkpoint_dir(self) -> None:
+        """Refuse up front a checkpoint folder that a checkpoint would clobber."""
+        path = Path(self.checkpoint_dir)
+        if not path.exists() or (path / "model.json").is_file():
+            return
+        if not path.is_dir() or any(path.iterdir()):
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a saved "
+                "skmoe model; checkpoints would replace it. Choose a new or empty folder."
+            )
+
+    def _resume_from_checkpoint(self) -> None:
+        """With ``warm_start=True``, an unfitted estimator takes up the model
+        saved in ``checkpoint_dir`` (if any) and fit goes on from it."""
+        if self.checkpoint_dir is None or not (Path(self.checkpoint_dir) / "model.json").is_file():
+            return
+        saved = _persistence.load(self.checkpoint_dir)
+        if not isinstance(self, type(saved)):
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a {type(saved).__name__}, "
+                f"not a {type(self).__name__}; point checkpoint_dir elsewhere."
+            )
+        for name, value in vars(saved).items():
+            if name.endswith("_") or name in ("_y_1d", "_label_encoder"):
+                setattr(self, name, value)
 
     def _new_network(self, Z, w, seed, generator) -> tuple[ExpertBank, torch.nn.Module]:
         """A single shared expert (trained first) and the router of the mixture."""
@@ -323,6 +400,12 @@ class _BaseMoE(BaseEstimator):
         columns are categorical.
         """
         if isinstance(X, pd.DataFrame):
+            duplicated = X.columns[X.columns.duplicated()].unique().tolist()
+            if duplicated:
+                raise ValueError(
+                    f"X has duplicated column names: {duplicated}. Rename or drop the "
+                    "duplicates; skmoe matches columns by name."
+                )
             if not reset and hasattr(self, "feature_names_in_"):
                 X = self._align_columns(X)
             _check_feature_names(self, X, reset=reset)
@@ -434,20 +517,41 @@ class _BaseMoE(BaseEstimator):
         self.n_iter_ = len(history["train_loss"])
 
     # -- prediction ------------------------------------------------------------
-    def _network_batches(self, X):
-        """Encode ``X`` and yield it in chunks ready for the fitted network."""
+    def _map_chunks(self, X, fn) -> list:
+        """``fn`` over the encoded rows of ``X``, a chunk at a time, in row order.
+
+        A chunk that runs out of GPU memory is halved and retried; a row's
+        result does not depend on the rows it shares a chunk with (see
+        :class:`skmoe._torch.experts.ExpertBank`), so the answer is the same.
+        """
         check_is_fitted(self, "network_")
         Z = self.encoder_.transform(self._validate_X(X, reset=False))
         device = self._network_device()
-        # apply() routes the same batches, so it names the expert predict() used.
+        # apply() routes the same chunks, so it names the expert predict() used.
         dtype = inference_dtype(device)
-        for chunk in np.array_split(Z, max(1, -(-len(Z) // _PREDICT_CHUNK))):
-            yield torch.from_numpy(np.ascontiguousarray(chunk)).to(device, dtype)
+        results, start, chunk = [], 0, _PREDICT_CHUNK
+        with torch.inference_mode():
+            while start < len(Z):
+                x = torch.from_numpy(np.ascontiguousarray(Z[start : start + chunk]))
+                try:
+                    results.append(fn(x.to(device, dtype)))
+                except torch.OutOfMemoryError as exc:
+                    if chunk <= _MIN_PREDICT_CHUNK:
+                        raise torch.OutOfMemoryError(
+                            f"Out of GPU memory predicting {chunk} rows at a time on {device}: "
+                            "the model itself barely fits. Free GPU memory (other models, "
+                            "tensors), or load the model on the CPU (skmoe.load, or pickle, "
+                            "gives a CPU model)."
+                        ) from exc
+                    _free_cuda_cache(device)
+                    chunk //= 2
+                    continue
+                start += len(x)
+        return results
 
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs (standardised target or logits) as float64."""
-        with torch.inference_mode():
-            outputs = [self.network_(x).double().cpu().numpy() for x in self._network_batches(X)]
+        outputs = self._map_chunks(X, lambda x: self.network_(x).double().cpu().numpy())
         return np.concatenate(outputs)
 
     def apply(self, X, *, return_gates: bool = False):
@@ -476,15 +580,14 @@ class _BaseMoE(BaseEstimator):
 
     def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
-        experts, gates = [], []
-        with torch.inference_mode():
-            for x in self._network_batches(X):
-                e, g = self.network_.router(x)
-                if g is not None and e.shape[1] > 1:  # highest gate first
-                    g, order = g.sort(dim=1, descending=True, stable=True)
-                    e = e.gather(1, order)
-                experts.append(e.cpu().numpy())
-                gates.append(np.ones(e.shape) if g is None else g.double().cpu().numpy())
+        def route(x):
+            e, g = self.network_.router(x)
+            if g is not None and e.shape[1] > 1:  # highest gate first
+                g, order = g.sort(dim=1, descending=True, stable=True)
+                e = e.gather(1, order)
+            return e.cpu().numpy(), np.ones(e.shape) if g is None else g.double().cpu().numpy()
+
+        experts, gates = zip(*self._map_chunks(X, route))
         return np.concatenate(experts), np.concatenate(gates)
 
     def routing_report(self, X=None, y=None) -> pd.DataFrame:
@@ -655,6 +758,11 @@ class _BaseMoE(BaseEstimator):
         super().__setstate__(state)
 
 
+def _free_cuda_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _shares(routed: np.ndarray, n_experts: int) -> np.ndarray:
     """Share of the row-expert pairs ``routed`` ``(n, k)`` that each expert serves."""
     return np.bincount(routed.reshape(-1), minlength=n_experts) / routed.size
@@ -723,6 +831,15 @@ _COMMON_PARAMS_DOC = """
         on its validation rows. The input encoding, the target scaling and the
         architecture (``router``, ``top_k``, ``expert_depth``,
         ``expert_width``, ``prelu``) are those of the first fit.
+    checkpoint_dir : str, path-like or None, default=None
+        Folder to which the best weights so far are saved every
+        ``checkpoint_every`` epochs, as a model :func:`skmoe.load` reads. To
+        resume after a crash, fit again with ``warm_start=True`` and the same
+        ``checkpoint_dir``: an unfitted estimator then starts from the saved
+        model and trains further (with fresh optimizer state, so the result is
+        not bit-identical to an uninterrupted fit).
+    checkpoint_every : int, default=10
+        Epochs between checkpoints.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the k-means prototypes, the initial
         weights and the shuffling. On the CPU, the same seed gives the same
@@ -855,6 +972,8 @@ class MoERegressor(RegressorMixin, _BaseMoE):
             self._y_1d = y.ndim == 1
             self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
         y = y.reshape(len(y), -1)
+        if y.shape[1] == 0:
+            raise ValueError(f"{name} has shape {y.shape}: no output column to fit.")
         if y.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"{name} has {y.shape[1]} outputs, but the fitted target has {self.n_outputs_}."
@@ -866,7 +985,17 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     def _fit_target_scaling(self, y, w):
         wn = w / w.sum()
         self.y_mean_ = wn @ y
-        std = np.sqrt(np.maximum(wn @ (y - self.y_mean_) ** 2, 0.0))
+        # The standard deviation of y / m times m: no overflow for |y| near 1e300.
+        with np.errstate(over="ignore", invalid="ignore"):
+            centred = y - self.y_mean_
+            m = np.max(np.abs(centred), axis=0)
+            m = np.where(m > 0, m, 1.0)
+            std = m * np.sqrt(wn @ (centred / m) ** 2)
+        if not (np.isfinite(self.y_mean_).all() and np.isfinite(std).all()):
+            raise ValueError(
+                "The target y is too large to standardise in float64 (its mean or "
+                "spread overflows); rescale y, for example to other units."
+            )
         self.y_scale_ = np.where(std > 0, std, 1.0)
         return self._scale_target(y)
 
@@ -951,6 +1080,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 20,
         warm_start: bool = False,
+        checkpoint_dir=None,
+        checkpoint_every: int = 10,
         class_weight=None,
         random_state=None,
         device: str = "auto",
@@ -973,6 +1104,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
             warm_start=warm_start,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
             random_state=random_state,
             device=device,
             verbose=verbose,

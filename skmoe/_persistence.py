@@ -120,12 +120,24 @@ def estimator_state(est) -> tuple[dict, dict[str, np.ndarray], list[dict]]:
         arrays[f"encoder/target/{i}/codes"] = codes
         arrays[f"encoder/target/{i}/encodings"] = encodings
         arrays[f"encoder/target/{i}/default"] = default
+    # A subclass is saved as the skmoe estimator it derives from: the format
+    # names only skmoe's own classes, so that loading imports nothing else.
+    base = _skmoe_class(est)
+    params = est.get_params(deep=False)
+    dropped = sorted(set(params) - set(base._get_param_names()))
+    if dropped:
+        warnings.warn(
+            f"{type(est).__name__} is saved as {base.__name__}; its parameters "
+            f"{dropped} are not saved.",
+            UserWarning,
+            stacklevel=3,
+        )
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "versions": versions(),
-        "estimator": type(est).__name__,
-        "params": _params_to_json(est.get_params(deep=False)),
+        "estimator": base.__name__,
+        "params": _params_to_json({k: v for k, v in params.items() if k not in dropped}),
         "fitted": fitted,
         "schema": {
             "is_categorical": [bool(b) for b in schema.is_categorical_],
@@ -138,6 +150,12 @@ def estimator_state(est) -> tuple[dict, dict[str, np.ndarray], list[dict]]:
         "network": spec,
     }
     return header, arrays, shards
+
+
+def _skmoe_class(est):
+    from ._estimators import MoEClassifier, MoERegressor
+
+    return MoEClassifier if isinstance(est, MoEClassifier) else MoERegressor
 
 
 def estimator_from_state(header: dict, arrays: dict, shards: list[dict]):
@@ -258,7 +276,7 @@ def save(est, path, *, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    if path.exists() and not (path / _HEADER).is_file():
+    if path.exists() and not (path / _HEADER).is_file() and not _is_empty_dir(path):
         raise FileExistsError(
             f"{path} exists and is not a saved skmoe model; refusing to replace it."
         )
@@ -340,6 +358,10 @@ def load(path):
     return estimator_from_state(header, arrays, shards)
 
 
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
 def _write_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> dict:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -392,6 +414,8 @@ def _params_to_json(params: dict) -> dict:
             value = None
         elif key == "class_weight" and isinstance(value, dict):
             value = {"__pairs__": [[_scalar(k), float(v)] for k, v in value.items()]}
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
         elif isinstance(value, np.ndarray):
             value = [_scalar(v) for v in value.tolist()]
         elif isinstance(value, (list, tuple)):

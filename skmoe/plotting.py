@@ -125,7 +125,7 @@ def plot_routing_2d(model, X, *, max_rows: int = 5_000, random_state=0, ax=None)
     _pyplot()
     check_is_fitted(model, "network_")
     experts = model._route(X)[0][:, 0]  # each row's first expert
-    Z = np.concatenate([x.cpu().numpy() for x in model._network_batches(X)])
+    Z = np.concatenate(model._map_chunks(X, lambda x: x.cpu().numpy()))
     rng = np.random.default_rng(random_state)
     rows = rng.permutation(len(Z))[:max_rows]
     pca = PCA(n_components=2, random_state=random_state).fit(Z[rows])

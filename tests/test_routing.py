@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.datasets import make_friedman1
 from sklearn.model_selection import train_test_split
 
@@ -62,7 +63,7 @@ def test_apply_top2_gates_reproduce_the_prediction(friedman_split, learned_top2)
     _, X_te, _, _ = friedman_split
     model = learned_top2
     experts, gates = model.apply(X_te[:50], return_gates=True)
-    Z = next(model._network_batches(X_te[:50]))
+    Z = torch.from_numpy(np.concatenate(model._map_chunks(X_te[:50], lambda x: x.numpy())))
     bank = model.network_.bank
     mixed = np.zeros(50)
     for k in range(2):

@@ -130,10 +130,21 @@ class Trainer:
     epoch_offset : int, default=0
         Epochs already run by an earlier fit (warm start): epoch numbers in
         ``history.best_epoch`` count them too.
+    checkpoint : callable, default=None
+        Called as ``checkpoint(network, history)`` every ``checkpoint_every``
+        epochs with a copy of the network holding the best weights so far
+        (each expert's best, in the specialisation phase).
+    checkpoint_every : int, default=10
     """
 
     def __init__(
-        self, loss_fn: LossFn, config: TrainConfig, generator: torch.Generator, epoch_offset: int = 0
+        self,
+        loss_fn: LossFn,
+        config: TrainConfig,
+        generator: torch.Generator,
+        epoch_offset: int = 0,
+        checkpoint: Callable[[MoENetwork, History], None] | None = None,
+        checkpoint_every: int = 10,
     ) -> None:
         self.loss_fn = loss_fn
         self.config = config
@@ -142,6 +153,10 @@ class Trainer:
         self.history = History()
         # Phase in which a KeyboardInterrupt stopped training, if one did.
         self.interrupted: str | None = None
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        # Set by each phase: a copy of the network with its best weights so far.
+        self._best_so_far: Callable[[], MoENetwork] | None = None
 
     def _interrupt(self, phase: str) -> None:
         """Record a KeyboardInterrupt; the phase then keeps its best weights so far."""
@@ -162,6 +177,7 @@ class Trainer:
         """Train ``bank`` (one shared expert) then specialise it under ``router``."""
         device = train.X.device
         bank.to(device)
+        self._router = router
         self._fit_shared(bank, train, val)
         best_shared = int(self.history.best_epoch_shared)
         if router.n_experts == 1 or self.interrupted:
@@ -208,6 +224,15 @@ class Trainer:
         optimizer = self._optimizer(bank.parameters())
         stopper = _EarlyStopping(1, self.config.n_iter_no_change)
         best_state = last_good = None
+
+        def best_so_far() -> MoENetwork:
+            shared = copy.deepcopy(bank)
+            if best_state is not None or last_good is not None:
+                shared.load_state_dict(best_state if best_state is not None else last_good)
+            every = torch.zeros(self._router.n_experts, dtype=torch.long)
+            return MoENetwork(copy.deepcopy(self._router), shared.copy_experts(every))
+
+        self._best_so_far = best_so_far
         try:
             for _ in range(self.config.max_epochs):
                 start = time.perf_counter()
@@ -260,6 +285,14 @@ class Trainer:
             # Experts without validation rows cannot be checked: they stay shared.
             stopper.active &= np.isfinite(losses)
             snapshots = {e: bank.expert_state(e) for e in range(n_experts)}
+
+        def best_so_far() -> MoENetwork:
+            best = copy.deepcopy(network)
+            for e, state in snapshots.items():
+                best.bank.load_expert_state(e, state)
+            return best
+
+        self._best_so_far = best_so_far
         try:
             for _ in range(self.config.max_epochs):
                 start = time.perf_counter()
@@ -343,6 +376,13 @@ class Trainer:
         if val is not None:
             stopper.update(np.array([self._global_loss(forward, val)]), best_shared)
             best_state = copy.deepcopy(network.state_dict())
+
+        def best_so_far() -> MoENetwork:
+            best = copy.deepcopy(network)
+            best.load_state_dict(best_state if best_state is not None else last_good)
+            return best
+
+        self._best_so_far = best_so_far
         try:
             for _ in range(self.config.max_epochs):
                 start = time.perf_counter()
@@ -458,6 +498,10 @@ class Trainer:
         h.dead_experts.append(int((share == 0).sum()))
         positive = share[share > 0]
         h.routing_entropy.append(float(-(positive * np.log(positive)).sum()))
+        if self.checkpoint is not None and len(h.phase) % self.checkpoint_every == 0:
+            network = self._best_so_far()
+            network.eval()
+            self.checkpoint(network, h)
         if self.config.verbose:
             load = h.expert_load[-1]
             print(

@@ -1,0 +1,166 @@
+"""Training and prediction faults, determinism and checkpoints."""
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_friedman1
+from sklearn.model_selection import KFold, cross_val_predict
+
+import skmoe
+from skmoe import MoEClassifier, MoERegressor
+from skmoe._torch.routing import MoENetwork
+from skmoe._torch.training import Trainer
+
+FAST = dict(n_experts=4, expert_width=32, max_epochs=6, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_friedman1(n_samples=1500, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return MoERegressor(**FAST).fit(*data)
+
+
+# -- out of GPU memory (simulated: torch raises the same error type) ----------------
+def _oom_above(limit):
+    real = MoENetwork.forward
+
+    def forward(self, x):
+        if x.shape[0] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, x)
+
+    return forward
+
+
+def test_predict_out_of_memory_retries_with_smaller_chunks(model, data, monkeypatch):
+    X = data[0]
+    expected = model.predict(X)
+    monkeypatch.setattr(MoENetwork, "forward", _oom_above(300))
+    np.testing.assert_array_equal(model.predict(X), expected)
+
+
+def test_predict_out_of_memory_at_the_smallest_chunk_says_what_to_do(model, data, monkeypatch):
+    monkeypatch.setattr(MoENetwork, "forward", _oom_above(0))
+    with pytest.raises(torch.OutOfMemoryError, match="Out of GPU memory predicting 256 rows.*Free GPU memory"):
+        model.predict(data[0])
+
+
+def test_fit_out_of_memory_names_the_settings_to_lower(data, monkeypatch):
+    def epoch(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_global_epoch", epoch)
+    with pytest.raises(torch.OutOfMemoryError, match=r"batch_size=\d+.*Lower batch_size first"):
+        MoERegressor(**FAST).fit(*data)
+
+
+# -- determinism --------------------------------------------------------------------
+_FIT_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+from sklearn.datasets import make_friedman1
+from skmoe import MoERegressor
+X, y = make_friedman1(n_samples=1500, random_state=0)
+model = MoERegressor(n_experts=4, expert_width=32, max_epochs=6, random_state=0).fit(X, y)
+print(hashlib.sha256(model.predict(X).tobytes()).hexdigest())
+"""
+
+
+def _digest(a):
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_same_seed_same_predictions_in_a_fresh_process(model, data):
+    out = subprocess.run(
+        [sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == _digest(model.predict(data[0]))
+
+
+@pytest.mark.parametrize("router", ["voronoi", "learned"])
+def test_same_seed_same_predictions_whatever_the_thread_count(data, router):
+    X, y = data
+    before = torch.get_num_threads()
+    digests = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fitted = MoEClassifier(**FAST, router=router).fit(X, y > 14)
+            digests.append(_digest(fitted.predict_proba(X)))
+    finally:
+        torch.set_num_threads(before)
+    assert digests[0] == digests[1]
+
+
+def test_cross_validation_is_identical_across_n_jobs(data):
+    X, y = data
+    cv = KFold(3, shuffle=True, random_state=0)
+    est = MoERegressor(**{**FAST, "max_epochs": 3})
+    serial = cross_val_predict(est, X, y, cv=cv, n_jobs=1)
+    parallel = cross_val_predict(est, X, y, cv=cv, n_jobs=2)
+    np.testing.assert_array_equal(serial, parallel)
+
+
+# -- checkpoints ------------------------------------------------------------------------
+@pytest.mark.parametrize("router", ["voronoi", "learned"])
+def test_checkpoints_are_loadable_models(data, tmp_path, router):
+    X, y = data
+    path = tmp_path / "ckpt"
+    fitted = MoERegressor(**FAST, router=router, checkpoint_dir=path, checkpoint_every=4).fit(X, y)
+    saved = skmoe.load(path)
+    assert saved.n_iter_ % 4 == 0 and 0 < saved.n_iter_ <= fitted.n_iter_
+    assert saved.history_["phase"] == fitted.history_["phase"][: saved.n_iter_]
+    assert saved.score(X, y) > 0.5
+    # Checkpoints do not change the fit.
+    plain = MoERegressor(**FAST, router=router).fit(X, y)
+    np.testing.assert_array_equal(plain.predict(X), fitted.predict(X))
+
+
+class _CrashingRegressor(MoERegressor):
+    """Training dies (a lost machine, say) after a set number of loss calls."""
+
+    def __init__(self, *, crash_after=10**9, **params):
+        super().__init__(**params)
+        self.crash_after = crash_after
+
+    def _loss(self, out, y):
+        self._calls = getattr(self, "_calls", 0) + 1
+        if self._calls > self.crash_after:
+            raise RuntimeError("the machine went away")
+        return super()._loss(out, y)
+
+
+def test_resume_from_a_checkpoint_after_a_crash(data, tmp_path):
+    X, y = data
+    X_tr, y_tr, X_te, y_te = X[:1200], y[:1200], X[1200:], y[1200:]
+    path = tmp_path / "ckpt"
+    params = dict(FAST, max_epochs=8, checkpoint_dir=path, checkpoint_every=2)
+    with pytest.raises(RuntimeError, match="went away"), pytest.warns(UserWarning, match="crash_after"):
+        _CrashingRegressor(crash_after=200, **params).fit(X_tr, y_tr)
+    crashed = skmoe.load(path)
+    assert crashed.n_iter_ >= 2
+    resumed = MoERegressor(**params, warm_start=True).fit(X_tr, y_tr)
+    assert resumed.n_iter_ > crashed.n_iter_
+    assert resumed.history_["phase"][: crashed.n_iter_] == crashed.history_["phase"]
+    assert resumed.score(X_te, y_te) >= crashed.score(X_te, y_te) - 0.01
+
+
+def test_checkpoint_dir_that_is_not_a_model_is_refused(data, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="exists and is not a saved skmoe model"):
+        MoERegressor(**FAST, checkpoint_dir=tmp_path).fit(*data)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_checkpoint_of_another_estimator_is_refused(data, tmp_path):
+    X, y = data
+    MoEClassifier(**FAST, checkpoint_dir=tmp_path / "c", checkpoint_every=2).fit(X, y > 14)
+    with pytest.raises(ValueError, match="holds a MoEClassifier, not a MoERegressor"):
+        MoERegressor(**FAST, checkpoint_dir=tmp_path / "c", warm_start=True).fit(X, y)
