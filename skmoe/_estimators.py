@@ -357,7 +357,7 @@ class _BaseMoE(BaseEstimator):
             "router": "learned" if isinstance(router, LearnedRouter) else "voronoi",
             "top_k": router.top_k,
             "expert_depth": bank.depth,
-            "expert_width": bank.weights[0].shape[2] if bank.depth else self.expert_width,
+            "expert_width": bank.width if bank.depth else self.expert_width,
             "prelu": bank.prelu,
         }
         changed = {k: v for k, v in fitted.items() if getattr(self, k) != v}
@@ -706,7 +706,7 @@ class _BaseMoE(BaseEstimator):
         return tags
 
     def _network_device(self) -> torch.device:
-        return self.network_.bank.weights[0].device
+        return self.network_.bank.device
 
     # -- persistence -----------------------------------------------------------
     def save(self, path, *, overwrite: bool = False):

@@ -71,17 +71,17 @@ def versions() -> dict[str, str]:
     }
 
 
-def warn_on_version_change(saved: dict, what: str, libraries=("skmoe", "torch")) -> None:
+def warn_on_version_change(saved: dict, what: str, stacklevel: int = 3) -> None:
     """Warn when ``saved`` versions differ from the running ones."""
     current = versions()
-    changed = {k: saved.get(k) for k in libraries if saved.get(k) != current[k]}
+    changed = {k: saved.get(k) for k in ("skmoe", "torch") if saved.get(k) != current[k]}
     if changed:
         detail = ", ".join(f"{k} {v} (running {current[k]})" for k, v in changed.items())
         warnings.warn(
             f"{what} was saved under other versions: {detail}. It may behave "
             "differently; refit it under the current versions if that matters.",
             InconsistentVersionWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -158,8 +158,9 @@ def _skmoe_class(est):
     return MoEClassifier if isinstance(est, MoEClassifier) else MoERegressor
 
 
-def estimator_from_state(header: dict, arrays: dict, shards: list[dict]):
-    """Rebuild the estimator of :func:`estimator_state`, checking consistency."""
+def estimator_from_state(header: dict, arrays: dict, network):
+    """Rebuild the estimator of :func:`estimator_state` around its ``network``
+    (eager or lazy), checking that everything is consistent."""
     from ._estimators import MoEClassifier, MoERegressor
 
     classes = {"MoERegressor": MoERegressor, "MoEClassifier": MoEClassifier}
@@ -229,10 +230,9 @@ def estimator_from_state(header: dict, arrays: dict, shards: list[dict]):
     encoder = TableEncoder(is_categorical)
     encoder.numeric_, encoder.categorical_ = numeric, categorical
 
-    network = network_from_arrays(header["network"], join_experts(arrays, shards))
-    if network.bank.weights[0].shape[1] != encoder.n_outputs:
+    if network.bank.n_inputs != encoder.n_outputs:
         raise ModelFileError(
-            f"The experts take {network.bank.weights[0].shape[1]} inputs, but the encoding "
+            f"The experts take {network.bank.n_inputs} inputs, but the encoding "
             f"gives {encoder.n_outputs}."
         )
     n_experts = network.bank.n_experts
@@ -256,9 +256,9 @@ def estimator_from_state(header: dict, arrays: dict, shards: list[dict]):
         n_outputs = est.n_outputs_
         if est.y_mean_.shape != (n_outputs,) or est.y_scale_.shape != (n_outputs,):
             raise ModelFileError("The target scaling does not match the number of outputs.")
-    if network.bank.weights[-1].shape[2] != n_outputs:
+    if network.bank.n_outputs != n_outputs:
         raise ModelFileError(
-            f"The experts give {network.bank.weights[-1].shape[2]} outputs, but the target "
+            f"The experts give {network.bank.n_outputs} outputs, but the target "
             f"needs {n_outputs}."
         )
     est.best_epoch_ = get("fitted/best_epoch_", "iu").astype(np.int64)
@@ -304,7 +304,7 @@ def save(est, path, *, overwrite: bool = False) -> Path:
     return path
 
 
-def load(path):
+def load(path, *, lazy: bool = False, max_experts_in_memory: int | None = None, device="cpu"):
     """Load a model saved by ``save``: no code in the files runs.
 
     Parameters
@@ -312,24 +312,76 @@ def load(path):
     path : str or path-like
         The folder written by :meth:`MoERegressor.save` or
         :meth:`MoEClassifier.save`.
+    lazy : bool, default=False
+        Read only the header, the input encoding and the router now, and each
+        expert's weights when a batch first routes rows to it. Predictions
+        are identical to an eagerly loaded model's; memory holds only the
+        experts the data needs.
+    max_experts_in_memory : int or None, default=None
+        With ``lazy=True``, the most experts held at once (least recently
+        used out first); ``None`` keeps every expert once read.
+    device : str, default="cpu"
+        Device to predict on: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+        ``"auto"``. With ``lazy=True`` an expert is moved there when needed.
 
     Returns
     -------
     MoERegressor or MoEClassifier
-        The fitted estimator, on the CPU.
+        The fitted estimator.
 
     Raises
     ------
     skmoe.ModelFileError
         When a file is missing, truncated, modified without its header, of
-        the wrong shape, or named outside the folder.
+        the wrong shape, or named outside the folder. With ``lazy=True`` an
+        expert's shard is checked when it is read.
 
     Warns
     -----
     skmoe.InconsistentVersionWarning
         When the model was saved under another skmoe or torch version.
     """
+    from ._torch.device import resolve_device
+    from ._torch.lazy import LazyExpertBank
+    from ._torch.routing import MoENetwork
+    from ._torch.state import router_from_arrays
+
+    if max_experts_in_memory is not None and (
+        not isinstance(max_experts_in_memory, int) or max_experts_in_memory < 1
+    ):
+        raise ValueError(f"max_experts_in_memory must be a positive int or None, got {max_experts_in_memory!r}.")
+    target = resolve_device(device)
     root = Path(path)
+    header = _read_header(root)
+    files = header["files"]
+    arrays = _read_npz(root, files.get("arrays"))
+    spec = header.get("network")
+    if lazy:
+        entries = files["experts"]
+        for entry in entries:  # fail now, not in the middle of a batch job
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                raise ModelFileError(f"Malformed file entry in the model header: {entry!r}.")
+            _inside(root, entry["path"])
+        if not isinstance(spec, dict) or len(entries) != spec.get("n_experts"):
+            raise ModelFileError(f"{root} lists {len(entries)} expert shards for a network of "
+                                 f"{spec.get('n_experts') if isinstance(spec, dict) else '?'} experts.")
+        bank = LazyExpertBank(spec, lambda e: _read_npz(root, entries[e]), max_experts_in_memory, target)
+        network = MoENetwork(router_from_arrays(spec, arrays), bank)
+    else:
+        shards = [_read_npz(root, entry) for entry in files["experts"]]
+        network = network_from_arrays(spec, join_experts(arrays, shards))
+    network.eval()
+    network.router.to(target)
+    network.bank.to(target)
+    return estimator_from_state(header, arrays, network)
+
+
+def read_header(path) -> dict:
+    """The checked JSON header of a saved model (nothing else is read)."""
+    return _read_header(Path(path))
+
+
+def _read_header(root: Path) -> dict:
     header_file = root / _HEADER
     if not header_file.is_file():
         raise ModelFileError(f"{root} is not a saved skmoe model: {_HEADER} is missing.")
@@ -347,15 +399,11 @@ def load(path):
             f"{root} uses model format {version!r}; this skmoe reads format "
             f"{FORMAT_VERSION} and older. Upgrade skmoe to load it."
         )
-    warn_on_version_change(header.get("versions") or {}, f"The model in {root}")
+    warn_on_version_change(header.get("versions") or {}, f"The model in {root}", stacklevel=4)
     files = header.get("files")
-    if not isinstance(files, dict) or not isinstance(files.get("experts"), list):
+    if not isinstance(files, dict) or not isinstance(files.get("experts"), list) or not files["experts"]:
         raise ModelFileError(f"{header_file} does not list the model's array files.")
-    arrays = _read_npz(root, files.get("arrays"))
-    shards = [_read_npz(root, entry) for entry in files["experts"]]
-    if not shards:
-        raise ModelFileError(f"{header_file} lists no expert shard.")
-    return estimator_from_state(header, arrays, shards)
+    return header
 
 
 def _is_empty_dir(path: Path) -> bool:

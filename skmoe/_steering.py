@@ -107,4 +107,4 @@ def grow_network(
 
 
 def _device(network: MoENetwork) -> torch.device:
-    return network.bank.weights[0].device
+    return network.bank.device

@@ -114,7 +114,7 @@ def vc_dimension_bound(estimator, n_inputs: int | None = None) -> int:
         L, n = estimator.n_experts, n_inputs
     else:
         L = estimator.network_.router.n_experts
-        n = estimator.network_.bank.weights[0].shape[1]
+        n = estimator.network_.bank.n_inputs
     J, W = estimator.expert_depth, estimator.expert_width
     return int(L * max(n * L, J * W))
 

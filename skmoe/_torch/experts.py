@@ -101,27 +101,41 @@ class ExpertBank(nn.Module):
         # Inference may run in a wider dtype than the stored weights (float64 on
         # the CPU); during training the casts are no-ops.
         dtype = next((h.dtype for h in inputs if h is not None), self.weights[0].dtype)
-        weights = [w.to(dtype).unbind(0) for w in self.weights]  # per layer: E x (in, out)
-        biases = [b.to(dtype).unbind(0) for b in self.biases]
-        slopes = [a.to(dtype).unbind(0) for a in self.slopes]
-        # BLAS rounds the rows of a ragged last tile differently: padding the
-        # rows to a multiple of the tile height at inference makes a row's
-        # output independent of how many rows share its expert (pruning and
-        # batch scoring then change no kept row's prediction, bit for bit).
-        pad_to = 1 if torch.is_grad_enabled() else _INFERENCE_ROW_MULTIPLE
-        outputs: list[torch.Tensor | None] = []
-        for e, h in enumerate(inputs):
-            if h is None or h.shape[0] == 0:
-                outputs.append(None)
-                continue
-            n = h.shape[0]
-            if n % pad_to:
-                h = torch.cat([h, h.new_zeros(pad_to - n % pad_to, h.shape[1])])
-            for layer in range(self.depth):
-                h = torch.addmm(biases[layer][e], h, weights[layer][e])
-                h = F.prelu(h, slopes[layer][e]) if self.prelu else F.relu(h)
-            outputs.append(torch.addmm(biases[-1][e], h, weights[-1][e])[:n])
-        return outputs
+        if torch.is_grad_enabled():
+            weights = [w.to(dtype).unbind(0) for w in self.weights]  # per layer: E x (in, out)
+            biases = [b.to(dtype).unbind(0) for b in self.biases]
+            slopes = [a.to(dtype).unbind(0) for a in self.slopes]
+        else:
+            # Without a graph, cast only the experts that have rows (the same
+            # values): a single-row prediction then costs one expert's cast.
+            weights = [_Cast(w, dtype) for w in self.weights]
+            biases = [_Cast(b, dtype) for b in self.biases]
+            slopes = [_Cast(a, dtype) for a in self.slopes]
+        return [
+            None
+            if h is None or h.shape[0] == 0
+            else mlp_forward(
+                h, [w[e] for w in weights], [b[e] for b in biases], [a[e] for a in slopes], self.prelu
+            )
+            for e, h in enumerate(inputs)
+        ]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.weights[0].shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.weights[-1].shape[2]
+
+    @property
+    def width(self) -> int:
+        """Hidden width (0 for linear experts)."""
+        return self.weights[0].shape[2] if self.depth else 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights[0].device
 
     @torch.no_grad()
     def copy_experts(self, source: torch.Tensor) -> "ExpertBank":
@@ -149,3 +163,39 @@ class ExpertBank(nn.Module):
     def n_params_per_expert(self) -> int:
         """Number of trainable parameters of one expert."""
         return sum(p[0].numel() for p in self.parameters())
+
+
+class _Cast:
+    """``stack[e]`` cast to ``dtype`` on access (a no-op when it already is)."""
+
+    def __init__(self, stack: torch.Tensor, dtype: torch.dtype) -> None:
+        self.stack, self.dtype = stack, dtype
+
+    def __getitem__(self, e: int) -> torch.Tensor:
+        return self.stack[e].to(self.dtype)
+
+
+def mlp_forward(
+    h: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    slopes: Sequence[torch.Tensor],
+    prelu: bool,
+) -> torch.Tensor:
+    """One expert on its rows ``h`` ``(n, n_inputs)``: ``(n, n_outputs)``.
+
+    ``weights[i]`` is ``(in, out)``, ``biases[i]`` ``(out,)`` and ``slopes[i]``
+    ``(width,)`` (none for ReLU).
+    """
+    # BLAS rounds the rows of a ragged last tile differently: padding the rows
+    # to a multiple of the tile height at inference makes a row's output
+    # independent of how many rows share its expert (pruning and batch scoring
+    # then change no kept row's prediction, bit for bit).
+    pad_to = 1 if torch.is_grad_enabled() else _INFERENCE_ROW_MULTIPLE
+    n = h.shape[0]
+    if n % pad_to:
+        h = torch.cat([h, h.new_zeros(pad_to - n % pad_to, h.shape[1])])
+    for layer in range(len(weights) - 1):
+        h = torch.addmm(biases[layer], h, weights[layer])
+        h = F.prelu(h, slopes[layer]) if prelu else F.relu(h)
+    return torch.addmm(biases[-1], h, weights[-1])[:n]

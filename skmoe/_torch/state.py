@@ -26,12 +26,14 @@ class ModelFileError(ValueError):
 def network_to_arrays(network: MoENetwork) -> tuple[dict, dict[str, np.ndarray]]:
     """The ``spec`` and arrays that :func:`network_from_arrays` rebuilds ``network`` from."""
     bank, router = network.bank, network.router
+    if hasattr(bank, "materialize"):  # experts loaded on demand: read them all
+        bank = bank.materialize()
     spec = {
         "n_experts": int(bank.n_experts),
-        "n_inputs": int(bank.weights[0].shape[1]),
-        "n_outputs": int(bank.weights[-1].shape[2]),
+        "n_inputs": int(bank.n_inputs),
+        "n_outputs": int(bank.n_outputs),
         "depth": bank.depth,
-        "width": int(bank.weights[0].shape[2]) if bank.depth else 0,
+        "width": int(bank.width),
         "prelu": bool(bank.prelu),
     }
     arrays = {}
@@ -61,46 +63,79 @@ def network_to_arrays(network: MoENetwork) -> tuple[dict, dict[str, np.ndarray]]
 
 def network_from_arrays(spec: dict, arrays: dict[str, np.ndarray]) -> MoENetwork:
     """Rebuild a network on the CPU, refusing arrays of the wrong shape or kind."""
+    network = MoENetwork(router_from_arrays(spec, arrays), bank_from_arrays(spec, arrays))
+    network.eval()
+    return network
+
+
+def bank_sizes(spec: dict) -> tuple[int, int, int, int, int, bool]:
+    """``(n_experts, n_inputs, n_outputs, depth, width, prelu)`` of a checked spec."""
     try:
         E, d, n_out = int(spec["n_experts"]), int(spec["n_inputs"]), int(spec["n_outputs"])
         depth, width, prelu = int(spec["depth"]), int(spec["width"]), bool(spec["prelu"])
-        router_spec = dict(spec["router"])
-        kind = router_spec["kind"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The network description is incomplete or malformed: {exc!r}.") from None
     if min(E, d, n_out) < 1 or depth < 0 or (depth and width < 1):
         raise ModelFileError(f"The network description has impossible sizes: {spec}.")
+    return E, d, n_out, depth, width, prelu
+
+
+def bank_from_arrays(spec: dict, arrays: dict[str, np.ndarray]) -> ExpertBank:
+    """The experts, from ``bank/...`` arrays stacked over experts."""
+    E, d, n_out, depth, width, prelu = bank_sizes(spec)
     bank = ExpertBank(E, d, n_out, depth, max(width, 1), prelu)
     with torch.no_grad():
         for group in ("weights", "biases", "slopes"):
             for i, param in enumerate(getattr(bank, group)):
                 param.copy_(_tensor(arrays, f"bank/{group}{i}", tuple(param.shape), "float"))
+    return bank
+
+
+def expert_from_shard(spec: dict, shard: dict[str, np.ndarray]) -> dict[str, list[torch.Tensor]]:
+    """One expert's ``weights``, ``biases`` and ``slopes`` from its shard, checked."""
+    _, d, n_out, depth, width, prelu = bank_sizes(spec)
+    dims = [d] + [width] * depth + [n_out]
+    return {
+        "weights": [
+            _tensor(shard, f"weights{i}", (a, b), "float") for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+        ],
+        "biases": [_tensor(shard, f"biases{i}", (b,), "float") for i, b in enumerate(dims[1:])],
+        "slopes": [_tensor(shard, f"slopes{i}", (width,), "float") for i in range(depth if prelu else 0)],
+    }
+
+
+def router_from_arrays(spec: dict, arrays: dict[str, np.ndarray]) -> VoronoiRouter | LearnedRouter:
+    """The router, from ``router/...`` arrays, checked against the experts' sizes."""
+    E, d = bank_sizes(spec)[:2]
+    try:
+        router_spec = dict(spec["router"])
+        kind = router_spec["kind"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"The router description is incomplete or malformed: {exc!r}.") from None
     if kind == "voronoi":
         router = VoronoiRouter(_tensor(arrays, "router/prototypes", (E, d), "float"))
         if router_spec.get("tree"):
             router.tree = _tree(arrays, E, d)
-    elif kind == "learned":
-        rows = int(router_spec.get("n_gate_rows", E))
-        router = LearnedRouter(d, rows, int(router_spec.get("top_k", 1)), float(router_spec.get("balance_rate", 0.0)))
-        if router.top_k not in (1, 2) or router.top_k > E:
-            raise ModelFileError(f"The learned router's top_k={router.top_k} is invalid for {E} experts.")
-        with torch.no_grad():
-            router.gate.weight.copy_(_tensor(arrays, "router/gate_weight", (rows, d), "float"))
-            router.gate.bias.copy_(_tensor(arrays, "router/gate_bias", (rows,), "float"))
-            router.balance_bias.copy_(_tensor(arrays, "router/balance_bias", (rows,), "float"))
-            expert_id = _tensor(arrays, "router/expert_id", (rows,), "int")
-            served = np.sort(expert_id[expert_id >= 0].numpy())
-            if expert_id.min() < -1 or not np.array_equal(served, np.arange(E)):
-                raise ModelFileError(
-                    f"router/expert_id must name each of the {E} experts once (-1 for a "
-                    "retired gate row)."
-                )
-            router.expert_id.copy_(expert_id)
-    else:
+        return router
+    if kind != "learned":
         raise ModelFileError(f"Unknown router kind {kind!r}.")
-    network = MoENetwork(router, bank)
-    network.eval()
-    return network
+    rows = int(router_spec.get("n_gate_rows", E))
+    router = LearnedRouter(d, rows, int(router_spec.get("top_k", 1)), float(router_spec.get("balance_rate", 0.0)))
+    if router.top_k not in (1, 2) or router.top_k > E:
+        raise ModelFileError(f"The learned router's top_k={router.top_k} is invalid for {E} experts.")
+    with torch.no_grad():
+        router.gate.weight.copy_(_tensor(arrays, "router/gate_weight", (rows, d), "float"))
+        router.gate.bias.copy_(_tensor(arrays, "router/gate_bias", (rows,), "float"))
+        router.balance_bias.copy_(_tensor(arrays, "router/balance_bias", (rows,), "float"))
+        expert_id = _tensor(arrays, "router/expert_id", (rows,), "int")
+        served = np.sort(expert_id[expert_id >= 0].numpy())
+        if expert_id.min() < -1 or not np.array_equal(served, np.arange(E)):
+            raise ModelFileError(
+                f"router/expert_id must name each of the {E} experts once (-1 for a "
+                "retired gate row)."
+            )
+        router.expert_id.copy_(expert_id)
+    return router
 
 
 def split_experts(arrays: dict[str, np.ndarray]) -> tuple[dict, list[dict]]:
