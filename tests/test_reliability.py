@@ -164,3 +164,33 @@ def test_checkpoint_of_another_estimator_is_refused(data, tmp_path):
     MoEClassifier(**FAST, checkpoint_dir=tmp_path / "c", checkpoint_every=2).fit(X, y > 14)
     with pytest.raises(ValueError, match="holds a MoEClassifier, not a MoERegressor"):
         MoERegressor(**FAST, checkpoint_dir=tmp_path / "c", warm_start=True).fit(X, y)
+
+
+@pytest.mark.parametrize("width, n_inputs", [(16, 5), (256, 30), (1024, 119)])
+def test_a_rows_prediction_does_not_depend_on_its_batch_or_threads(width, n_inputs):
+    """Bit for bit: the same row alone, in small chunks or in one big batch,
+    on one thread or two."""
+    from skmoe._torch.experts import ExpertBank
+
+    bank = ExpertBank(1, n_inputs, 2, 2, width, True)
+    bank.reset_parameters(torch.Generator().manual_seed(0))
+    X = torch.randn(1000, n_inputs, generator=torch.Generator().manual_seed(1))
+    before = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            full = bank.forward_groups([X])[0]
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                for n in (1, 7, 16, 333):
+                    chunked = torch.cat([bank.forward_groups([x])[0] for x in X.split(n)])
+                    assert torch.equal(chunked, full), (threads, n)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_predict_in_chunks_equals_predict_at_once(model, data, monkeypatch):
+    X = data[0]
+    expected = model.predict(X)
+    monkeypatch.setattr("skmoe._estimators._PREDICT_CHUNK", 97)
+    np.testing.assert_array_equal(model.predict(X), expected)
+    np.testing.assert_array_equal(np.concatenate([model.predict(X[i : i + 1]) for i in range(50)]), expected[:50])

@@ -74,7 +74,8 @@ def test_apply_top2_gates_reproduce_the_prediction(friedman_split, learned_top2)
             out = bank.forward_groups(groups)[e].detach().numpy()[:, 0]
             mixed[rows] += gates[rows, k] * out
     expected = mixed * model.y_scale_[0] + model.y_mean_[0]
-    np.testing.assert_allclose(model.predict(X_te[:50]), expected, rtol=1e-10)
+    # The model mixes in float32; this sum is in float64.
+    np.testing.assert_allclose(model.predict(X_te[:50]), expected, rtol=1e-6)
 
 
 # -- usage, report, health -----------------------------------------------------
