@@ -36,8 +36,6 @@ from ._preprocessing import CategoricalEncoder, NumericEncoder, TableEncoder
 from ._table import TableSchema
 from ._torch.state import (
     ModelFileError,
-    join_experts,
-    network_from_arrays,
     network_to_arrays,
     split_experts,
 )
@@ -356,20 +354,18 @@ def load(path, *, lazy: bool = False, max_experts_in_memory: int | None = None, 
     files = header["files"]
     arrays = _read_npz(root, files.get("arrays"))
     spec = header.get("network")
-    if lazy:
-        entries = files["experts"]
-        for entry in entries:  # fail now, not in the middle of a batch job
-            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-                raise ModelFileError(f"Malformed file entry in the model header: {entry!r}.")
-            _inside(root, entry["path"])
-        if not isinstance(spec, dict) or len(entries) != spec.get("n_experts"):
-            raise ModelFileError(f"{root} lists {len(entries)} expert shards for a network of "
-                                 f"{spec.get('n_experts') if isinstance(spec, dict) else '?'} experts.")
-        bank = LazyExpertBank(spec, lambda e: _read_npz(root, entries[e]), max_experts_in_memory, target)
-        network = MoENetwork(router_from_arrays(spec, arrays), bank)
-    else:
-        shards = [_read_npz(root, entry) for entry in files["experts"]]
-        network = network_from_arrays(spec, join_experts(arrays, shards))
+    entries = files["experts"]
+    for entry in entries:  # fail now, not in the middle of a batch job
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise ModelFileError(f"Malformed file entry in the model header: {entry!r}.")
+        _inside(root, entry["path"])
+    if not isinstance(spec, dict) or len(entries) != spec.get("n_experts"):
+        raise ModelFileError(f"{root} lists {len(entries)} expert shards for a network of "
+                             f"{spec.get('n_experts') if isinstance(spec, dict) else '?'} experts.")
+    bank = LazyExpertBank(spec, lambda e: _read_npz(root, entries[e]), max_experts_in_memory, target)
+    if not lazy:  # read the shards one by one into the bank: peak memory ~ the weights once
+        bank = bank.materialize()
+    network = MoENetwork(router_from_arrays(spec, arrays), bank)
     network.eval()
     network.router.to(target)
     network.bank.to(target)

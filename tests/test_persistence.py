@@ -333,7 +333,7 @@ def _tamper_network_spec(path):
 
 
 TAMPERING = {
-    "wrong shape": (_tamper_shape, "disagree on the shape of 'weights0'"),
+    "wrong shape": (_tamper_shape, r"'weights0' has shape \(\d+, 15\), expected"),
     "truncated shard": (_tamper_truncate, "truncated or was modified"),
     "truncated, checksum fixed": (_tamper_truncate_and_fix_checksum, "not a readable array file"),
     "path outside the folder": (_tamper_outside, "outside the model folder"),

@@ -7,7 +7,7 @@ torch's own serialisation format can change without breaking old files.
 The description is a JSON-ready ``spec`` plus named arrays: ``router/...``
 for the router, and ``bank/weight{i}``, ``bank/bias{i}``, ``bank/slope{i}``
 stacked over experts (first axis), which :func:`split_experts` cuts into one
-shard per expert.
+shard per expert (read back one at a time by :func:`expert_from_shard`).
 """
 
 from __future__ import annotations
@@ -145,21 +145,6 @@ def split_experts(arrays: dict[str, np.ndarray]) -> tuple[dict, list[dict]]:
     n_experts = len(next(iter(stacked.values())))
     shards = [{k: v[e] for k, v in stacked.items()} for e in range(n_experts)]
     return shared, shards
-
-
-def join_experts(shared: dict, shards: list[dict]) -> dict[str, np.ndarray]:
-    """Inverse of :func:`split_experts`; shards must hold the same arrays."""
-    names = set(shards[0])
-    arrays = dict(shared)
-    for e, shard in enumerate(shards):
-        if set(shard) != names:
-            raise ModelFileError(f"Expert shard {e} holds {sorted(shard)}, expected {sorted(names)}.")
-    for name in names:
-        shapes = {shard[name].shape for shard in shards}
-        if len(shapes) != 1:
-            raise ModelFileError(f"Expert shards disagree on the shape of {name!r}: {sorted(shapes)}.")
-        arrays[f"bank/{name}"] = np.stack([shard[name] for shard in shards])
-    return arrays
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
