@@ -7,6 +7,7 @@ trailing underscore.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
@@ -40,6 +41,7 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
+from threadpoolctl import threadpool_limits
 
 from . import _persistence
 from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
@@ -87,6 +89,7 @@ class _BaseMoE(BaseEstimator):
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "device": [str],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
     }
 
@@ -113,6 +116,7 @@ class _BaseMoE(BaseEstimator):
         checkpoint_every: int = 10,
         random_state=None,
         device: str = "auto",
+        n_threads: int | None = None,
         verbose: int = 0,
     ) -> None:
         self.categorical_features = categorical_features
@@ -135,6 +139,7 @@ class _BaseMoE(BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
 
     # -- hooks for the subclasses ---------------------------------------------
@@ -162,7 +167,17 @@ class _BaseMoE(BaseEstimator):
                 f"must be 1, got top_k={self.top_k}; use router='learned' for top_k=2."
             )
 
+    def _threads(self):
+        """Limit the CPU threads of torch's kernels to ``n_threads``, if set."""
+        if self.n_threads is None:
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=self.n_threads, user_api="openmp")
+
     def _fit(self, X, y, sample_weight, X_val, y_val):
+        with self._threads():
+            return self._fit_unlimited(X, y, sample_weight, X_val, y_val)
+
+    def _fit_unlimited(self, X, y, sample_weight, X_val, y_val):
         self._check_params()
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together.")
@@ -530,7 +545,7 @@ class _BaseMoE(BaseEstimator):
         # apply() routes the same chunks, so it names the expert predict() used.
         dtype = inference_dtype(device)
         results, start, chunk = [], 0, _PREDICT_CHUNK
-        with torch.inference_mode():
+        with torch.inference_mode(), self._threads():
             while start < len(Z):
                 x = torch.from_numpy(np.ascontiguousarray(Z[start : start + chunk]))
                 try:
@@ -847,6 +862,13 @@ _COMMON_PARAMS_DOC = """
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``.
+    n_threads : int or None, default=None
+        CPU threads for torch's kernels during ``fit`` and prediction.
+        ``None`` leaves torch's own setting, which already respects
+        ``threadpoolctl`` limits and ``OMP_NUM_THREADS``: in the worker
+        processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
+        joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
+        the CPU. The fitted model does not depend on it.
     verbose : int, default=0
         0 is silent; 1 prints one line per epoch (phase, train and validation
         loss, expert load, seconds); 2 also shows a progress bar within each
@@ -1085,6 +1107,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         class_weight=None,
         random_state=None,
         device: str = "auto",
+        n_threads: int | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(
@@ -1108,6 +1131,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             checkpoint_every=checkpoint_every,
             random_state=random_state,
             device=device,
+            n_threads=n_threads,
             verbose=verbose,
         )
         self.class_weight = class_weight

@@ -194,3 +194,37 @@ def test_predict_in_chunks_equals_predict_at_once(model, data, monkeypatch):
     monkeypatch.setattr("skmoe._estimators._PREDICT_CHUNK", 97)
     np.testing.assert_array_equal(model.predict(X), expected)
     np.testing.assert_array_equal(np.concatenate([model.predict(X[i : i + 1]) for i in range(50)]), expected[:50])
+
+
+class _ThreadProbe(MoERegressor):
+    """Records the torch threads its training ran with."""
+
+    def _loss(self, out, y):
+        self.threads_seen_ = torch.get_num_threads()
+        return super()._loss(out, y)
+
+
+def test_n_threads_limits_torch_during_fit_and_restores_it(data):
+    X, y = data
+    before = torch.get_num_threads()
+    model = _ThreadProbe(**{**FAST, "max_epochs": 1}, n_threads=1).fit(X, y)
+    assert model.threads_seen_ == 1
+    assert torch.get_num_threads() == before
+
+
+def test_parallel_search_workers_do_not_oversubscribe(data):
+    """In GridSearchCV(n_jobs=2) each worker's torch gets n_cpus // 2 threads."""
+    import os
+
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = data
+    search = GridSearchCV(
+        _ThreadProbe(**{**FAST, "max_epochs": 1}),
+        {"n_experts": [2, 3]},
+        cv=2,
+        n_jobs=2,
+        scoring=lambda est, X, y: est.threads_seen_,
+    ).fit(X, y)
+    expected = max(1, (os.cpu_count() or 2) // 2)
+    assert set(search.cv_results_["mean_test_score"]) == {expected}
