@@ -209,6 +209,8 @@ def estimator_from_state(header: dict, arrays: dict, network):
                 f"The array 'encoder/numeric/{attr}' has shape {getattr(numeric, attr).shape}, "
                 f"expected {shape}."
             )
+    if not (np.isfinite(numeric.quantiles_).all() and (np.diff(numeric.quantiles_, axis=0) >= 0).all()):
+        raise ModelFileError("The array 'encoder/numeric/quantiles_' must be finite and sorted in each column.")
     categorical = CategoricalEncoder()
     if n_slot_columns != n_categorical or any(not 0 <= j < n_categorical for j in target_columns):
         raise ModelFileError("The categorical encoding does not match the categorical columns.")

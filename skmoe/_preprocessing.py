@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import sklearn
+import torch
 from scipy.special import ndtri
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.preprocessing import TargetEncoder
@@ -97,16 +98,52 @@ class NumericEncoder:
         )
 
     def _quantile_normal(self, X: np.ndarray) -> np.ndarray:
-        out = np.empty_like(X, dtype=np.float64)
-        for j in range(X.shape[1]):
-            q = self.quantiles_[:, j]
-            # Average the forward and backward interpolations so that a value
-            # shared by many rows (ties) maps to the middle of its CDF step.
-            up = np.interp(X[:, j], q, self.levels_)
-            down = -np.interp(-X[:, j], -q[::-1], -self.levels_[::-1])
-            out[:, j] = 0.5 * (up + down)
+        """Each value's weighted CDF level through the normal quantile function.
+
+        A value between two stored quantiles is interpolated linearly; a value
+        shared by several quantiles (ties) gets the middle of their levels;
+        values beyond the extremes get the first or last level. All columns
+        are searched in one batched call.
+        """
+        values, first, last, n_values = self._cdf_table()
+        x = np.ascontiguousarray(X.T, dtype=np.float64)  # (d, n)
+        # k: the last distinct quantile <= x, in [-1, n_values - 1]
+        k = torch.searchsorted(torch.from_numpy(values), torch.from_numpy(x), right=True).numpy() - 1
+        kk = np.maximum(k, 0)
+        nxt = np.minimum(kk + 1, values.shape[1] - 1)
+        u0 = np.take_along_axis(values, kk, 1)
+        u1 = np.take_along_axis(values, nxt, 1)
+        lo0, hi0 = np.take_along_axis(first, kk, 1), np.take_along_axis(last, kk, 1)
+        lo1 = np.take_along_axis(first, nxt, 1)
+        inside = (k >= 0) & (kk + 1 < n_values[:, None]) & (x > u0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            between = hi0 + (x - u0) * (lo1 - hi0) / (u1 - u0)
+        p = np.where(inside, between, np.where(x == u0, 0.5 * (lo0 + hi0), hi0))
+        p = np.where(k < 0, first[:, :1], p)
         eps = 1e-7
-        return ndtri(np.clip(out, eps, 1.0 - eps))
+        return ndtri(np.clip(p, eps, 1.0 - eps)).T
+
+    def _cdf_table(self):
+        """Distinct quantile values of each column and the first and last CDF
+        level at which each occurs, padded to one (d, U) array each."""
+        cached = getattr(self, "_cdf_cache", None)
+        if cached is not None and cached[0] is self.quantiles_:
+            return cached[1]
+        d = self.quantiles_.shape[1]
+        columns = []
+        for j in range(d):
+            q = self.quantiles_[:, j]
+            values, start, counts = np.unique(q, return_index=True, return_counts=True)
+            columns.append((values, self.levels_[start], self.levels_[start + counts - 1]))
+        width = max(len(c[0]) for c in columns) if columns else 1
+        values = np.full((d, width), np.inf)  # +inf padding is never <= a finite x
+        first, last = np.ones((d, width)), np.ones((d, width))
+        for j, (v, lo, hi) in enumerate(columns):
+            values[j, : len(v)], first[j, : len(v)], last[j, : len(v)] = v, lo, hi
+        n_values = np.array([len(c[0]) for c in columns])
+        table = (values, first, last, n_values)
+        self._cdf_cache = (self.quantiles_, table)
+        return table
 
 
 class CategoricalEncoder:

@@ -298,6 +298,12 @@ def _tamper_encoder(path):
     _rewrite(path, "arrays.npz", arrays)
 
 
+def _tamper_quantiles(path):
+    arrays = _arrays(path, "arrays.npz")
+    arrays["encoder/numeric/quantiles_"] = arrays["encoder/numeric/quantiles_"][::-1].copy()
+    _rewrite(path, "arrays.npz", arrays)
+
+
 def _tamper_slots(path):
     arrays = _arrays(path, "arrays.npz")
     arrays["encoder/slots/0"] = arrays["encoder/slots/0"] + 50
@@ -345,6 +351,7 @@ TAMPERING = {
     "tree indices out of range": (_tamper_tree, "routing tree"),
     "encoder shape": (_tamper_encoder, "center_' has shape"),
     "one-hot slots": (_tamper_slots, "slots of column"),
+    "unsorted quantiles": (_tamper_quantiles, "finite and sorted"),
     "unknown estimator": (_tamper_estimator, "Unknown estimator 'os.system'"),
     "unknown parameter": (_tamper_params, "header is incomplete or malformed"),
     "newer format": (_tamper_format, "Upgrade skmoe"),

@@ -189,3 +189,26 @@ def test_voronoi_routing_works_on_mixed_tables():
     assert (used > 0).sum() >= 2
     prototypes = model.network_.router.prototypes
     assert prototypes.shape[1] == model.encoder_.n_outputs
+
+
+def test_quantile_view_matches_interpolation_with_ties():
+    """The batched quantile view equals the average of the forward and
+    backward linear interpolations of the stored quantiles (the tie rule)."""
+    from scipy.special import ndtri
+
+    from skmoe._preprocessing import NumericEncoder
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    X = np.c_[
+        rng.normal(size=n), rng.integers(0, 5, n), rng.poisson(0.3, n), np.ones(n), rng.choice([0, 1e6], n)
+    ]
+    enc = NumericEncoder().fit(X, np.ones(n))
+    new = np.r_[X[:3000], 10 * rng.normal(size=(300, 5)), X[:10] + 0.5]
+    expected = np.empty_like(new)
+    for j in range(new.shape[1]):
+        q, levels = enc.quantiles_[:, j], enc.levels_
+        up = np.interp(new[:, j], q, levels)
+        down = -np.interp(-new[:, j], -q[::-1], -levels[::-1])
+        expected[:, j] = ndtri(np.clip(0.5 * (up + down), 1e-7, 1 - 1e-7))
+    np.testing.assert_allclose(enc._quantile_normal(new), expected, rtol=0, atol=1e-12)
