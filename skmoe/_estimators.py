@@ -90,6 +90,7 @@ class _BaseMoE(BaseEstimator):
         "random_state": ["random_state"],
         "device": [str],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "autocast": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -117,6 +118,7 @@ class _BaseMoE(BaseEstimator):
         random_state=None,
         device: str = "auto",
         n_threads: int | None = None,
+        autocast: bool = False,
         verbose: int = 0,
     ) -> None:
         self.categorical_features = categorical_features
@@ -140,6 +142,7 @@ class _BaseMoE(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.n_threads = n_threads
+        self.autocast = autocast
         self.verbose = verbose
 
     # -- hooks for the subclasses ---------------------------------------------
@@ -172,6 +175,14 @@ class _BaseMoE(BaseEstimator):
         if self.n_threads is None:
             return contextlib.nullcontext()
         return threadpool_limits(limits=self.n_threads, user_api="openmp")
+
+    def _autocast(self, device: torch.device):
+        """bfloat16 autocast for training when ``autocast=True``."""
+        if not self.autocast:
+            return contextlib.nullcontext()
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"autocast=True needs a CPU or CUDA device, got {device}.")
+        return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def _fit(self, X, y, sample_weight, X_val, y_val):
         with self._threads():
@@ -276,10 +287,13 @@ class _BaseMoE(BaseEstimator):
                 trainer = Trainer(
                     self._loss, config, generator, epoch_offset=self.n_iter_, **checkpoint
                 )
-                network = trainer.fit_more(network, train, val, self.best_epoch_[source])
+                with self._autocast(device):
+                    network = trainer.fit_more(network, train, val, self.best_epoch_[source])
             else:
                 trainer = Trainer(self._loss, config, generator, **checkpoint)
-                network = trainer.fit(*self._new_network(Z_tr, w_tr, seed, generator), train, val)
+                bank, router = self._new_network(Z_tr, w_tr, seed, generator)
+                with self._autocast(device):
+                    network = trainer.fit(bank, router, train, val)
         except torch.OutOfMemoryError as exc:
             _free_cuda_cache(device)
             mb = (Z_tr.shape[0] * Z_tr.shape[1] * 4) / 2**20
@@ -869,6 +883,12 @@ _COMMON_PARAMS_DOC = """
         processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
         joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
         the CPU. The fitted model does not depend on it.
+    autocast : bool, default=False
+        Train under ``torch.autocast`` with bfloat16: the experts' matrix
+        products run in bfloat16 (weights, optimizer and losses stay
+        float32), which is faster on GPUs with bfloat16 tensor cores and
+        usually slower on CPUs. Routing and prediction always run in float32.
+        The accuracy difference is measured in ``docs/benchmarks.md``.
     verbose : int, default=0
         0 is silent; 1 prints one line per epoch (phase, train and validation
         loss, expert load, seconds); 2 also shows a progress bar within each
@@ -1108,6 +1128,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         random_state=None,
         device: str = "auto",
         n_threads: int | None = None,
+        autocast: bool = False,
         verbose: int = 0,
     ) -> None:
         super().__init__(
@@ -1132,6 +1153,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             random_state=random_state,
             device=device,
             n_threads=n_threads,
+            autocast=autocast,
             verbose=verbose,
         )
         self.class_weight = class_weight

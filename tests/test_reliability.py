@@ -228,3 +228,19 @@ def test_parallel_search_workers_do_not_oversubscribe(data):
     ).fit(X, y)
     expected = max(1, (os.cpu_count() or 2) // 2)
     assert set(search.cv_results_["mean_test_score"]) == {expected}
+
+
+@pytest.mark.parametrize("router", ["voronoi", "learned"])
+def test_bf16_autocast_trains_and_routes_as_float32(data, router):
+    X, y = data
+    params = dict(FAST, router=router, max_epochs=3)
+    plain = MoERegressor(**params).fit(X, y)
+    bf16 = MoERegressor(**params, autocast=True).fit(X, y)
+    # The experts trained in bfloat16 (different weights), the routing did not.
+    assert not np.array_equal(plain.predict(X), bf16.predict(X))
+    if router == "voronoi":
+        np.testing.assert_array_equal(plain.apply(X), bf16.apply(X))
+        np.testing.assert_array_equal(
+            plain.network_.router.prototypes.numpy(), bf16.network_.router.prototypes.numpy()
+        )
+    assert bf16.score(X, y) > plain.score(X, y) - 0.05

@@ -8,6 +8,7 @@ expert only on its own rows: a row costs its ``k`` experts, never all of them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -24,8 +25,17 @@ def nearest_prototype(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor
     ``x`` is ``(n, d)`` and ``prototypes`` ``(E, d)``; returns ``(n,)`` longs.
     """
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the ||x||^2 term is constant per row.
-    scores = torch.addmm((prototypes * prototypes).sum(1), x, prototypes.T, alpha=-2.0)
+    with full_precision(x):  # routing must not change under bf16 autocast
+        scores = torch.addmm((prototypes * prototypes).sum(1), x, prototypes.T, alpha=-2.0)
     return scores.argmin(dim=1)
+
+
+def full_precision(x: torch.Tensor):
+    """A context that turns autocast off on ``x``'s device: training under bf16
+    autocast must route rows exactly as float32 prediction does."""
+    if x.device.type in ("cpu", "cuda"):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def nearest_prototype_numpy(Z: np.ndarray, prototypes: np.ndarray, chunk: int = 65_536):
@@ -172,7 +182,8 @@ class LearnedRouter(nn.Module):
             self.balance_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = F.linear(x, self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype))  # (n, E)
+        with full_precision(x):
+            logits = F.linear(x, self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype))  # (n, E)
         selection = logits.detach() + self.balance_bias.to(x.dtype)
         selection = selection.masked_fill(self.expert_id < 0, -torch.inf)
         rows = selection.topk(self.top_k, dim=1).indices  # (n, k) gate rows
