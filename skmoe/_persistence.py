@@ -265,7 +265,10 @@ def estimator_from_state(header: dict, arrays: dict, network):
     est.expert_usage_ = get("fitted/expert_usage_", "f")
     if est.best_epoch_.shape != (n_experts,) or est.expert_usage_.shape != (n_experts,):
         raise ModelFileError("best_epoch_ or expert_usage_ does not match the number of experts.")
-    est._set_history_dict(_history_from_json(fitted["history_"]))
+    try:
+        est._set_history_dict(_history_from_json(fitted["history_"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"The saved training history is malformed: {exc!r}.") from None
     est._set_param_counts()
     return est
 

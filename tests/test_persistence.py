@@ -328,6 +328,12 @@ def _tamper_format(path):
     _write_header(path, header)
 
 
+def _tamper_history(path):
+    header = _header(path)
+    header["fitted"]["history_"]["train_loss"] = 3
+    _write_header(path, header)
+
+
 def _tamper_json(path):
     (path / "model.json").write_text('{"format": "skmoe-model", ')
 
@@ -356,6 +362,7 @@ TAMPERING = {
     "unknown parameter": (_tamper_params, "header is incomplete or malformed"),
     "newer format": (_tamper_format, "Upgrade skmoe"),
     "broken JSON": (_tamper_json, "not valid JSON"),
+    "malformed history": (_tamper_history, "history is malformed"),
     "inconsistent spec": (_tamper_network_spec, "shape"),
 }
 
