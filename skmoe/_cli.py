@@ -94,6 +94,8 @@ def _predict(args) -> int:
     n_rows = 0
     try:
         for chunk in _read_chunks(args.input, in_format, args.chunk_size, needed, model):
+            if len(chunk) == 0:
+                continue
             missing = [c for c in args.keep if c not in chunk.columns]
             if missing:
                 raise ValueError(f"--keep names columns that INPUT lacks: {missing}.")
@@ -101,6 +103,8 @@ def _predict(args) -> int:
             n_rows += len(chunk)
             if progress is not None:
                 progress.update(len(chunk))
+        if n_rows == 0:
+            raise ValueError(f"{args.input} has no rows to score.")
         writer.close()
         os.replace(partial, args.output)
     finally:
@@ -207,8 +211,6 @@ class _Writer:
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
-        elif not self._started and self.fmt == "csv":
-            self.path.write_text("")  # an empty input gives an empty output
 
 
 def _progress_bar(mode: str, total: int | None):

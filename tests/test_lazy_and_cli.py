@@ -182,6 +182,10 @@ def test_cli_errors_are_clear_and_leave_no_partial_output(saved, data, tmp_path,
     assert "--proba is for classifiers" in capsys.readouterr().err
     assert main(["info", str(tmp_path)]) == 2
     assert "model.json is missing" in capsys.readouterr().err
+    data[0].iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
+    assert main(["predict", str(path), str(tmp_path / "empty.csv"), "-o", str(tmp_path / "e.csv")]) == 2
+    assert "has no rows to score" in capsys.readouterr().err
+    assert not (tmp_path / "e.csv").exists()
 
 
 def test_cli_info(saved, capsys):
