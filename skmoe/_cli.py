@@ -12,13 +12,14 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._persistence import load, read_header
+from ._persistence import InconsistentVersionWarning, load, read_header
 from ._torch.state import ModelFileError
 
 
@@ -227,8 +228,10 @@ def _progress_bar(mode: str, total: int | None):
 
 # -- info ------------------------------------------------------------------------------
 def _info(args) -> int:
-    header = read_header(args.model)
     model = load(args.model, lazy=True)  # reads the encoding and router, no expert
+    with warnings.catch_warnings():  # load() has warned about versions already
+        warnings.simplefilter("ignore", InconsistentVersionWarning)
+        header = read_header(args.model)
     size = sum(f.stat().st_size for f in Path(args.model).rglob("*") if f.is_file())
     usage = np.asarray(model.expert_usage_)
     net = model.network_.bank
