@@ -157,6 +157,7 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         # Set by each phase: a copy of the network with its best weights so far.
         self._best_so_far: Callable[[], MoENetwork] | None = None
+        self._router: VoronoiRouter | LearnedRouter | None = None  # set by fit()
 
     def _interrupt(self, phase: str) -> None:
         """Record a KeyboardInterrupt; the phase then keeps its best weights so far."""
