@@ -336,10 +336,7 @@ class _BaseMoE(BaseEstimator):
 
     def _check_checkpoint_dir(self) -> None:
         """Refuse up front a checkpoint folder that a checkpoint would clobber."""
-        path = Path(self.checkpoint_dir)
-        if not path.exists() or (path / "model.json").is_file():
-            return
-        if not path.is_dir() or any(path.iterdir()):
+        if not _persistence.replaceable(self.checkpoint_dir):
             raise ValueError(
                 f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a saved "
                 "skmoe model; checkpoints would replace it. Choose a new or empty folder."

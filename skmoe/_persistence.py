@@ -279,7 +279,7 @@ def save(est, path, *, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    if path.exists() and not (path / _HEADER).is_file() and not _is_empty_dir(path):
+    if not replaceable(path):
         raise FileExistsError(
             f"{path} exists and is not a saved skmoe model; refusing to replace it."
         )
@@ -361,9 +361,7 @@ def load(path, *, lazy: bool = False, max_experts_in_memory: int | None = None, 
     spec = header.get("network")
     entries = files["experts"]
     for entry in entries:  # fail now, not in the middle of a batch job
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise ModelFileError(f"Malformed file entry in the model header: {entry!r}.")
-        _inside(root, entry["path"])
+        _entry_file(root, entry)
     if not isinstance(spec, dict) or len(entries) != spec.get("n_experts"):
         raise ModelFileError(f"{root} lists {len(entries)} expert shards for a network of "
                              f"{spec.get('n_experts') if isinstance(spec, dict) else '?'} experts.")
@@ -407,7 +405,12 @@ def _read_header(root: Path) -> dict:
     return header
 
 
-def _is_empty_dir(path: Path) -> bool:
+def replaceable(path) -> bool:
+    """Whether ``save`` may write to ``path``: nothing there, an empty folder,
+    or a saved model."""
+    path = Path(path)
+    if not path.exists() or (path / _HEADER).is_file():
+        return True
     return path.is_dir() and not any(path.iterdir())
 
 
@@ -419,11 +422,16 @@ def _write_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> dict:
     return {"path": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _read_npz(root: Path, entry) -> dict[str, np.ndarray]:
+def _entry_file(root: Path, entry) -> Path:
+    """The file a header entry names, checked to be well-formed and inside ``root``."""
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         raise ModelFileError(f"Malformed file entry in the model header: {entry!r}.")
+    return _inside(root, entry["path"])
+
+
+def _read_npz(root: Path, entry) -> dict[str, np.ndarray]:
+    file = _entry_file(root, entry)
     name = entry["path"]
-    file = _inside(root, name)
     data = file.read_bytes()
     if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
         raise ModelFileError(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._theory import _expert_params
 from .experts import ExpertBank, mlp_forward
 from .state import bank_sizes, expert_from_shard
 
@@ -84,9 +85,7 @@ class LazyExpertBank(nn.Module):
         return outputs
 
     def n_params_per_expert(self) -> int:
-        dims = [self.n_inputs] + [self.width] * self.depth + [self.n_outputs]
-        layers = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-        return layers + (self.depth * self.width if self.prelu else 0)
+        return _expert_params(self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu)
 
     def materialize(self) -> ExpertBank:
         """An ordinary bank holding every expert (reads every shard; not cached)."""
