@@ -7,6 +7,7 @@ import os
 # before its first matrix product; a value the user set is kept.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+from ._dask import predict_dask
 from ._estimators import MoEClassifier, MoERegressor
 from ._persistence import InconsistentVersionWarning, load
 from ._torch.state import ModelFileError
@@ -23,5 +24,6 @@ __all__ = [
     "count_parameters",
     "load",
     "param_grid_for_budget",
+    "predict_dask",
     "vc_dimension_bound",
 ]

@@ -52,7 +52,7 @@ from ._torch.device import inference_dtype, resolve_device
 from ._torch.experts import ExpertBank
 from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
 from ._torch.state import network_from_arrays, network_to_arrays
-from ._torch.training import Split, TrainConfig, Trainer
+from ._torch.training import Split, TrainConfig, Trainer, log_loss, squared_error
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
@@ -90,6 +90,7 @@ class _BaseMoE(BaseEstimator):
         "random_state": ["random_state"],
         "device": [str],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
         "autocast": ["boolean"],
         "verbose": ["verbose"],
     }
@@ -118,6 +119,7 @@ class _BaseMoE(BaseEstimator):
         random_state=None,
         device: str = "auto",
         n_threads: int | None = None,
+        n_jobs: int | None = None,
         autocast: bool = False,
         verbose: int = 0,
     ) -> None:
@@ -142,6 +144,7 @@ class _BaseMoE(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.n_threads = n_threads
+        self.n_jobs = n_jobs
         self.autocast = autocast
         self.verbose = verbose
 
@@ -185,8 +188,18 @@ class _BaseMoE(BaseEstimator):
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def _fit(self, X, y, sample_weight, X_val, y_val):
-        with self._threads():
-            return self._fit_unlimited(X, y, sample_weight, X_val, y_val)
+        # A warm-start fit of a fitted model leaves it as it was when it fails
+        # (it only replaces network_ at the end); any other failed fit leaves
+        # the estimator unfitted, never a new encoding with an old network.
+        growing = self.warm_start and hasattr(self, "network_")
+        try:
+            with self._threads():
+                return self._fit_unlimited(X, y, sample_weight, X_val, y_val)
+        except BaseException:
+            if not growing:
+                for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                    delattr(self, name)
+            raise
 
     def _fit_unlimited(self, X, y, sample_weight, X_val, y_val):
         self._check_params()
@@ -265,6 +278,9 @@ class _BaseMoE(BaseEstimator):
             n_iter_no_change=self.n_iter_no_change,
             early_stopping=X_val is not None,
             verbose=self.verbose,
+            n_jobs=self.n_jobs,
+            device=self.device,
+            autocast=self.autocast,
         )
         try:
             # The training rows live on the device for the whole fit.
@@ -880,6 +896,16 @@ _COMMON_PARAMS_DOC = """
         processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
         joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
         the CPU. The fitted model does not depend on it.
+    n_jobs : int or None, default=None
+        Parallel jobs for training the experts of ``router="voronoi"`` once
+        the router is fitted: the experts are independent, so they are split
+        into groups that joblib runs side by side. ``None`` means 1 unless in
+        a :func:`joblib.parallel_backend` context, so that inside
+        ``with joblib.parallel_backend("dask"):`` the groups run on the
+        workers of a Dask cluster (see :doc:`/scaling`); ``-1`` uses all
+        processors. The fitted model does not depend on it (bit for bit on
+        the CPU). Ignored by ``router="learned"``, whose router trains
+        jointly with the experts.
     autocast : bool, default=False
         Train under ``torch.autocast`` with bfloat16: the experts' matrix
         products run in bfloat16 (weights, optimizer and losses stay
@@ -1051,9 +1077,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     def _y_tensor(self, y, device):
         return torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
 
-    @staticmethod
-    def _loss(out, y):
-        return (out - y).square().mean(dim=1)
+    _loss = staticmethod(squared_error)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1125,6 +1149,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         random_state=None,
         device: str = "auto",
         n_threads: int | None = None,
+        n_jobs: int | None = None,
         autocast: bool = False,
         verbose: int = 0,
     ) -> None:
@@ -1150,6 +1175,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             random_state=random_state,
             device=device,
             n_threads=n_threads,
+            n_jobs=n_jobs,
             autocast=autocast,
             verbose=verbose,
         )
@@ -1260,7 +1286,4 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     def _y_tensor(self, y, device):
         return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
 
-    def _loss(self, out, y):
-        if out.shape[1] == 1:
-            return F.binary_cross_entropy_with_logits(out[:, 0], y.float(), reduction="none")
-        return F.cross_entropy(out, y, reduction="none")
+    _loss = staticmethod(log_loss)

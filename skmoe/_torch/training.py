@@ -7,10 +7,11 @@ Training runs in two phases.
 2. ``specialise`` (only with more than one expert): every expert starts as a
    copy of the shared MLP.
 
-   * Voronoi routing is fixed, so the experts are independent problems. They
-     train in lockstep, each on minibatches of its own cell, and each has its
-     own early stopping on the validation rows of its cell: an expert whose
-     specialisation does not help keeps the shared weights.
+   * Voronoi routing is fixed, so the experts are independent problems,
+     trained as independent jobs (:mod:`.specialise`), in this process or
+     spread over joblib workers: each expert trains on minibatches of its own
+     cell and has its own early stopping on the validation rows of its cell,
+     so an expert whose specialisation does not help keeps the shared weights.
    * A learned router trains jointly with the experts on ordinary minibatches,
      with one early stopping for the whole network.
 """
@@ -26,10 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 
 from .experts import ExpertBank
+from .parallel import n_workers as parallel_workers
+from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
+from .specialise import CellRows, ExpertJob, ExpertResult, expert_groups, train_experts
 
 # Per-row loss: (outputs (n, o), targets) -> (n,)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -49,6 +54,9 @@ class TrainConfig:
     early_stopping: bool
     verbose: int
     tol: float = 1e-4
+    n_jobs: int | None = None  # expert jobs in parallel (Voronoi specialisation)
+    device: str = "cpu"  # the device setting, resolved where an expert job runs
+    autocast: bool = False
 
 
 @dataclass
@@ -101,6 +109,21 @@ class _EarlyStopping:
         self.stale[self.active & ~improved] += 1
         self.active &= self.stale < self.patience
         return improved
+
+
+def squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row mean squared error over the outputs: ``(n, o), (n, o) -> (n,)``."""
+    return (out - y).square().mean(dim=1)
+
+
+def log_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row cross-entropy of logits ``(n, o)`` for class codes ``(n,)``.
+
+    One output is the binary case (the logit of the second class).
+    """
+    if out.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(out[:, 0], y.float(), reduction="none")
+    return F.cross_entropy(out, y, reduction="none")
 
 
 def _weighted_mean(loss: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -246,7 +269,7 @@ class Trainer:
                 val_loss = self._global_loss(forward, val) if val is not None else math.nan
                 if val is not None and stopper.update(np.array([val_loss]), self._epoch())[0]:
                     best_state = copy.deepcopy(bank.state_dict())
-                self._record("shared", train_loss, val_loss, np.ones(1), start)
+                self._record("shared", train_loss, val_loss, np.ones(1), time.perf_counter() - start)
                 if val is not None and not stopper.active[0]:
                     break
                 if self._converged():
@@ -264,94 +287,125 @@ class Trainer:
     def _specialise_voronoi(
         self, network: MoENetwork, train: Split, val: Split | None, baseline_epoch
     ) -> None:
+        """Specialise the experts as independent jobs (see :mod:`.specialise`)."""
         bank, router = network.bank, network.router
         n_experts = bank.n_experts
         with torch.no_grad():
             cells = _cells(router(train.X)[0][:, 0], n_experts)
             val_cells = _cells(router(val.X)[0][:, 0], n_experts) if val is not None else None
-        # Lockstep: every expert sees its whole cell once per epoch in the same
-        # number of steps, on average ``batch_size`` rows per expert and step.
+        # Every expert sees its whole cell once per epoch in the same number of
+        # steps, on average ``batch_size`` rows per expert and step.
         n_steps = max(1, round(len(train) / (n_experts * self.config.batch_size)))
-        optimizer = self._optimizer(bank.parameters())
-        stopper = _EarlyStopping(n_experts, self.config.n_iter_no_change)
-        best_epoch = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
-        snapshots = {}
-        shared_state = copy.deepcopy(bank.state_dict())
-        diverged = False
-        if val is not None:
-            # The shared weights are every expert's baseline: specialisation
-            # is kept only where it beats them on the expert's own rows.
-            losses, _ = self._cell_losses(bank, val, val_cells)
-            stopper.update(losses, 0)
-            # Experts without validation rows cannot be checked: they stay shared.
-            stopper.active &= np.isfinite(losses)
-            snapshots = {e: bank.expert_state(e) for e in range(n_experts)}
+        seeds = torch.randint(0, 2**62, (n_experts,), generator=self.generator).numpy()
+        n_workers = parallel_workers(self.config.n_jobs)
+        sizes = np.array([len(c) for c in cells])
+        # In one process a single job trains all experts in lockstep; across
+        # workers, a few jobs per worker balance uneven cells.
+        groups = expert_groups(sizes, 1 if n_workers == 1 else 4 * n_workers)
+        host = [_host(split) for split in (train, val) if split is not None]
+        jobs = (
+            self._expert_job(bank, g, host[0], cells, host[1] if val is not None else None,
+                             val_cells, seeds, n_steps)
+            for g in groups
+        )
+        epoch0 = self._epoch()
+        load = sizes / max(len(train), 1)
+        baseline = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
+        results: list[ExpertResult] = []
 
-        def best_so_far() -> MoENetwork:
+        def finished(result: ExpertResult) -> None:
+            results.append(result)
+            for e, state in zip(result.experts, result.states):
+                bank.load_expert_state(int(e), [torch.from_numpy(a) for a in state])
+
+        def best_so_far(extra: list[ExpertResult] = ()) -> MoENetwork:
             best = copy.deepcopy(network)
-            for e, state in snapshots.items():
-                best.bank.load_expert_state(e, state)
+            for result in extra:
+                for e, state in zip(result.experts, result.states):
+                    best.bank.load_expert_state(int(e), [torch.from_numpy(a) for a in state])
             return best
 
         self._best_so_far = best_so_far
+
+        def checkpoint(partial: list[ExpertResult]) -> None:
+            history = copy.deepcopy(self.history)
+            _record_experts(history, results + partial, load, self._record_into)
+            net = best_so_far(partial)
+            net.eval()
+            self.checkpoint(net, history)
+
         try:
-            for _ in range(self.config.max_epochs):
-                start = time.perf_counter()
-                active = stopper.active if val is not None else np.ones(n_experts, dtype=bool)
-                if not active.any():
-                    break
-                batches = [
-                    cells[e][torch.randperm(len(cells[e]), generator=self.generator).to(cells[e].device)]
-                    .tensor_split(n_steps)
-                    if active[e]
-                    else None
-                    for e in range(n_experts)
-                ]
-                total, weight = 0.0, 0.0
-                steps = _progress(range(n_steps), self.config.verbose, "specialise")
-                for step in steps:
-                    idx = [b[step] if b is not None else None for b in batches]
-                    outputs = bank.forward_groups([train.X[i] if i is not None else None for i in idx])
-                    # Experts are independent: the sum of their mean losses gives
-                    # each expert the gradient of its own loss.
-                    terms = []
-                    for i, out in zip(idx, outputs):
-                        if out is None:
-                            continue
-                        w = train.w[i]
-                        row_loss = self.loss_fn(out, train.y[i])
-                        terms.append(_weighted_mean(row_loss, w))
-                        total += float((row_loss.detach() * w).sum())
-                        weight += float(w.sum())
-                    if not terms:
-                        continue
-                    loss = torch.stack(terms).sum()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                if not math.isfinite(total):
-                    # Snapshots hold each expert's best (at worst the shared) weights.
-                    bank.load_state_dict(self._diverged("specialise", shared_state))
-                    diverged = True
-                    break
-                epoch = self._epoch()
-                val_loss = math.nan
-                if val is not None:
-                    losses, val_loss = self._cell_losses(bank, val, val_cells)
-                    for e in np.flatnonzero(stopper.update(losses, epoch)):
-                        snapshots[e] = bank.expert_state(e)
-                        best_epoch[e] = epoch
-                load = np.array([len(c) for c in cells], dtype=float) / len(train)
-                self._record("specialise", total / max(weight, 1e-12), val_loss, load, start)
-                if val is None and self._converged():
-                    break
+            if n_workers == 1:
+                for job in jobs:
+                    on_epoch = None
+                    if self.checkpoint is not None:
+
+                        def on_epoch(run, job=job):
+                            if (len(self.history.phase) + len(run.train_sums)) % self.checkpoint_every == 0:
+                                checkpoint([run.partial()])
+
+                    finished(train_experts(job, on_epoch))
+                    if results[-1].interrupted:
+                        self._interrupt("specialise")
+                        break
+            else:
+                for result in run_unordered(train_experts, jobs, self.config.n_jobs):
+                    finished(result)
+                    if self.checkpoint is not None:
+                        checkpoint([])
         except KeyboardInterrupt:
             self._interrupt("specialise")
-        for e, state in snapshots.items():
-            bank.load_expert_state(e, state)
-        if val is None and not diverged and self.history.phase:
-            best_epoch[:] = self._epoch() - 1  # the last epoch's weights
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            raise RuntimeError(
+                f"Training the experts in parallel failed ({type(exc).__name__}: {exc}). "
+                f"{len(results)} of {len(groups)} expert jobs had finished; no model was "
+                "kept. Fit again, or with n_jobs=1 outside a parallel backend to train "
+                "in this process."
+            ) from exc
+        _record_experts(self.history, results, load, self._record_into)
+        best_epoch = baseline
+        for result in results:
+            # Epoch 0 of a job is its start: the baseline weights.
+            kept = result.best_epoch > 0
+            best_epoch[result.experts[kept]] = epoch0 + result.best_epoch[kept] - 1
+        diverged = [int(e) for r in results for e in r.experts[r.diverged]]
+        if diverged:
+            first = min(
+                int(np.argmax(~np.isfinite(r.train_loss_sum[k])))
+                for r in results
+                for k in np.flatnonzero(r.diverged)
+            )
+            warnings.warn(
+                f"Training diverged: the loss became non-finite in epoch {epoch0 + first + 1} "
+                f"(specialise phase) for experts {diverged}; they kept their last good "
+                f"weights. To train them further, lower learning_rate (now "
+                f"{self.config.learning_rate}) or look for extreme values in X or y.",
+                ConvergenceWarning,
+            )
         self.history.best_epoch = best_epoch
+
+    def _expert_job(self, bank, group, train, cells, val, val_cells, seeds, n_steps) -> ExpertJob:
+        """The job of the experts in ``group``: their weights and their cells' rows."""
+        return ExpertJob(
+            experts=group,
+            states=[[p.cpu().numpy() for p in bank.expert_state(int(e))] for e in group],
+            n_layers=len(bank.weights),
+            prelu=bank.prelu,
+            train=_cell_rows(train, cells, group),
+            val=_cell_rows(val, val_cells, group) if val is not None else None,
+            seeds=seeds[group],
+            n_steps=n_steps,
+            loss_fn=self.loss_fn,
+            learning_rate=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
+            max_epochs=self.config.max_epochs,
+            n_iter_no_change=self.config.n_iter_no_change,
+            tol=self.config.tol,
+            device=self.config.device,
+            autocast=self.config.autocast,
+        )
 
     def _specialise_learned(
         self,
@@ -401,7 +455,9 @@ class Trainer:
                 with torch.no_grad():
                     routed = route_in_chunks(router, train.X, _EVAL_CHUNK)
                 load = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
-                self._record("specialise", train_loss, val_loss, load / load.sum(), start)
+                self._record(
+                    "specialise", train_loss, val_loss, load / load.sum(), time.perf_counter() - start
+                )
                 if val is not None and not stopper.active[0]:
                     break
                 if val is None and self._converged():
@@ -468,38 +524,13 @@ class Trainer:
         )
         return total / max(float(split.w.sum()), 1e-12)
 
-    @torch.no_grad()
-    def _cell_losses(
-        self, bank: ExpertBank, split: Split, cells: list[torch.Tensor]
-    ) -> tuple[np.ndarray, float]:
-        """Validation loss of each expert on its own cell, and the overall loss."""
-        sums = np.zeros(bank.n_experts)
-        weights = np.zeros(bank.n_experts)
-        for start in range(0, max(len(c) for c in cells), _EVAL_CHUNK):
-            idx = [c[start : start + _EVAL_CHUNK] for c in cells]
-            outputs = bank.forward_groups([split.X[i] for i in idx])
-            for e, (i, out) in enumerate(zip(idx, outputs)):
-                if out is not None:
-                    sums[e] += float((self.loss_fn(out, split.y[i]) * split.w[i]).sum())
-                    weights[e] += float(split.w[i].sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            losses = np.where(weights > 0, sums / weights, np.nan)
-        return losses, sums.sum() / max(weights.sum(), 1e-12)
-
-    def _record(self, phase: str, train_loss: float, val_loss: float, load, start) -> None:
+    def _record(
+        self, phase: str, train_loss: float, val_loss: float, load, seconds: float,
+        checkpoint: bool = True,
+    ) -> None:
         h = self.history
-        h.phase.append(phase)
-        h.train_loss.append(train_loss)
-        h.validation_loss.append(val_loss)
-        h.expert_load.append(np.asarray(load, dtype=float))
-        h.seconds.append(time.perf_counter() - start)
-        load = h.expert_load[-1]
-        share = load / max(load.sum(), 1e-12)
-        h.load_cv.append(float(share.std() / max(share.mean(), 1e-12)))
-        h.dead_experts.append(int((share == 0).sum()))
-        positive = share[share > 0]
-        h.routing_entropy.append(float(-(positive * np.log(positive)).sum()))
-        if self.checkpoint is not None and len(h.phase) % self.checkpoint_every == 0:
+        _record_into(h, phase, train_loss, val_loss, load, seconds)
+        if checkpoint and self.checkpoint is not None and len(h.phase) % self.checkpoint_every == 0:
             network = self._best_so_far()
             network.eval()
             self.checkpoint(network, h)
@@ -511,6 +542,13 @@ class Trainer:
                 f"max {load.max():.3f} | {h.seconds[-1]:.2f}s",
                 flush=True,
             )
+
+    def _record_into(self, history: History, *args, checkpoint: bool = False) -> None:
+        """Record an epoch into ``history``: the trainer's own one prints it."""
+        if history is self.history:
+            self._record(*args, checkpoint=checkpoint)
+        else:
+            _record_into(history, *args)
 
     def _converged(self) -> bool:
         """Without validation data, stop once the training loss has not improved
@@ -529,3 +567,68 @@ def _cells(assignment: torch.Tensor, n_experts: int) -> list[torch.Tensor]:
     order = torch.argsort(assignment, stable=True)
     counts = torch.bincount(assignment, minlength=n_experts).tolist()
     return list(order.split(counts))
+
+
+def _record_into(history: History, phase: str, train_loss: float, val_loss: float, load, seconds: float) -> None:
+    """Append one epoch, with its routing health, to ``history``."""
+    h = history
+    h.phase.append(phase)
+    h.train_loss.append(train_loss)
+    h.validation_loss.append(val_loss)
+    h.expert_load.append(np.asarray(load, dtype=float))
+    h.seconds.append(seconds)
+    share = h.expert_load[-1] / max(h.expert_load[-1].sum(), 1e-12)
+    h.load_cv.append(float(share.std() / max(share.mean(), 1e-12)))
+    h.dead_experts.append(int((share == 0).sum()))
+    positive = share[share > 0]
+    h.routing_entropy.append(float(-(positive * np.log(positive)).sum()))
+
+
+def _record_experts(history: History, results: list[ExpertResult], load, record) -> None:
+    """Record the specialisation epochs of expert jobs, epoch by epoch.
+
+    An epoch's training loss is over the experts that trained in it; its
+    validation loss is over every expert with validation rows, each at its
+    latest weights (a stopped expert counts with its last evaluation).
+    ``seconds`` is compute time summed over the jobs.
+    """
+    n_epochs = max((r.n_epochs for r in results), default=0)
+    if n_epochs == 0:
+        return
+    train_sum = np.zeros(n_epochs)
+    train_weight = np.zeros(n_epochs)
+    val_sum = np.zeros(n_epochs)
+    val_weight = np.zeros(n_epochs)
+    seconds = np.zeros(n_epochs)
+    for r in results:
+        sums = np.full((len(r.experts), n_epochs), np.nan)
+        sums[:, : r.n_epochs] = r.train_loss_sum
+        ok = np.isfinite(sums)
+        train_sum += np.where(ok, sums, 0.0).sum(axis=0)
+        train_weight += (ok * r.train_weight[:, None]).sum(axis=0)
+        # Latest evaluation of each expert by each epoch (column 0: the start).
+        losses = np.full((len(r.experts), n_epochs + 1), np.nan)
+        losses[:, : r.n_epochs + 1] = r.val_loss
+        for t in range(1, n_epochs + 1):
+            losses[:, t] = np.where(np.isfinite(losses[:, t]), losses[:, t], losses[:, t - 1])
+        ok = np.isfinite(losses[:, 1:])
+        val_sum += np.where(ok, losses[:, 1:] * r.val_weight[:, None], 0.0).sum(axis=0)
+        val_weight += (ok * r.val_weight[:, None]).sum(axis=0)
+        seconds[: r.n_epochs] += r.seconds
+    with np.errstate(invalid="ignore", divide="ignore"):
+        train_loss = np.where(train_weight > 0, train_sum / train_weight, np.nan)
+        val_loss = np.where(val_weight > 0, val_sum / val_weight, np.nan)
+    for t in range(n_epochs):
+        record(history, "specialise", float(train_loss[t]), float(val_loss[t]), load, float(seconds[t]))
+
+
+def _host(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A split's tensors as NumPy arrays in host memory."""
+    return split.X.cpu().numpy(), split.y.cpu().numpy(), split.w.cpu().numpy()
+
+
+def _cell_rows(host, cells: list[torch.Tensor], group: np.ndarray) -> CellRows:
+    """The rows of ``group``'s cells, expert after expert, each in cell order."""
+    X, y, w = host
+    idx = np.concatenate([cells[e].cpu().numpy() for e in group])
+    return CellRows(X[idx], y[idx], w[idx], np.array([len(cells[e]) for e in group]))

@@ -1,0 +1,327 @@
+"""Specialising Voronoi experts as independent jobs.
+
+Once the Voronoi router is fixed every row belongs to exactly one expert, so
+the experts are independent problems (the paper's remark that a MoMLP can be
+trained "by distributing each expert on separate machines"). An
+:class:`ExpertJob` holds a group of experts, the rows of their cells and
+everything needed to train them; :func:`train_experts` runs it anywhere: in
+the fitting process, in a joblib worker or on a Dask worker.
+
+An expert's training depends on nothing outside its own job entry: it has its
+own shuffling generator, its own parameter tensors (so its optimizer update
+is computed apart from every other expert's), its own early stopping and its
+own divergence handling. How experts are grouped into jobs therefore changes
+no weight: one job with all experts and one job per expert give the same
+model, bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .device import resolve_device
+from .experts import mlp_forward
+
+_EVAL_CHUNK = 65_536
+
+
+@dataclass
+class CellRows:
+    """The rows of a group's cells, concatenated expert by expert."""
+
+    X: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n, o) float32, or (n,) int64 for classification
+    w: np.ndarray  # (n,) float32
+    counts: np.ndarray  # (n_group,) rows of each expert, in order
+
+    def nbytes(self) -> int:
+        return self.X.nbytes + self.y.nbytes + self.w.nbytes
+
+
+@dataclass
+class ExpertJob:
+    """Everything needed to specialise a group of Voronoi experts.
+
+    Parameters are plain NumPy arrays, so a job pickles small and loads on a
+    machine without the fitting process's device.
+    """
+
+    experts: np.ndarray  # (n_group,) global expert indices
+    states: list[list[np.ndarray]]  # per expert: weights, biases, slopes (bank order)
+    n_layers: int  # linear layers per expert (depth + 1)
+    prelu: bool
+    train: CellRows
+    val: CellRows | None
+    seeds: np.ndarray  # (n_group,) one shuffling seed per expert
+    n_steps: int  # optimizer steps per epoch, the same for every expert
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    learning_rate: float
+    weight_decay: float
+    max_epochs: int
+    n_iter_no_change: int
+    tol: float
+    device: str  # the estimator's device setting, resolved where the job runs
+    autocast: bool
+
+
+@dataclass
+class ExpertResult:
+    """What a job hands back: final weights and a per-epoch record.
+
+    Epochs count from 1 within the job; epoch 0 is the weights the job
+    started from.
+    """
+
+    experts: np.ndarray
+    states: list[list[np.ndarray]]
+    best_epoch: np.ndarray  # (n_group,) epoch whose weights each expert kept
+    train_loss_sum: np.ndarray  # (n_group, n_epochs) weighted sums, NaN once stopped
+    train_weight: np.ndarray  # (n_group,) weight of each cell's training rows
+    val_loss: np.ndarray  # (n_group, n_epochs + 1) mean on the cell; column 0 = start
+    val_weight: np.ndarray  # (n_group,)
+    diverged: np.ndarray  # (n_group,) bool
+    seconds: np.ndarray  # (n_epochs,)
+    interrupted: bool = False
+
+    @property
+    def n_epochs(self) -> int:
+        return self.train_loss_sum.shape[1]
+
+
+def train_experts(job: ExpertJob, on_epoch: Callable[["_Run"], None] | None = None) -> ExpertResult:
+    """Specialise the experts of ``job``; see the module docstring.
+
+    ``on_epoch`` (in-process only) is called after every epoch with the
+    running state, for checkpoints.
+    """
+    device = resolve_device(job.device)
+    # Without the cast cache: it would keep the bfloat16 copy of each (leaf)
+    # parameter from before the optimizer's first in-place update.
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+        if job.autocast
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        run = _Run(job, device)
+        try:
+            run.train(on_epoch)
+        except KeyboardInterrupt:
+            run.interrupted = True
+    return run.result()
+
+
+class _Run:
+    """The running state of one job."""
+
+    def __init__(self, job: ExpertJob, device: torch.device) -> None:
+        self.job = job
+        self.device = device
+        n = len(job.experts)
+        to = dict(device=self.device)
+        self.X = torch.from_numpy(job.train.X).to(**to)
+        self.y = torch.from_numpy(job.train.y).to(**to)
+        self.w = torch.from_numpy(job.train.w).to(**to)
+        self.rows = _ranges(job.train.counts, self.device)
+        self.params = [
+            [torch.tensor(a, device=self.device, requires_grad=True) for a in state]
+            for state in job.states
+        ]
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in job.seeds]
+        self.train_weight = np.array([float(self.w[r].double().sum()) for r in self.rows])
+        self.val = None
+        if job.val is not None:
+            self.val = (
+                torch.from_numpy(job.val.X).to(**to),
+                torch.from_numpy(job.val.y).to(**to),
+                torch.from_numpy(job.val.w).to(**to),
+                _ranges(job.val.counts, self.device),
+            )
+        self.train_sums: list[np.ndarray] = []
+        self.val_losses: list[np.ndarray] = []
+        self.seconds: list[float] = []
+        self.diverged = np.zeros(n, dtype=bool)
+        self.interrupted = False
+        # An expert without training rows has nothing to learn from.
+        self.active = np.asarray(job.train.counts) > 0
+        self.best = np.full(n, np.inf)
+        self.best_epoch = np.zeros(n, dtype=int)
+        self.stale = np.zeros(n, dtype=int)
+        # Weights each expert falls back on: its best on validation, or its
+        # last finite epoch without validation data; at first, the start.
+        self.snapshots = [self._state(e) for e in range(n)]
+        start = self._val_losses()
+        self.val_losses.append(start)
+        if self.val is not None:
+            self.best = np.where(np.isfinite(start), start, np.inf)
+            # Without validation rows an expert cannot be checked: it keeps its start.
+            self.active &= np.isfinite(start)
+        self.optimizer = torch.optim.AdamW(
+            [p for params in self.params for p in params],
+            lr=job.learning_rate,
+            weight_decay=job.weight_decay,
+        )
+
+    # -- training -------------------------------------------------------------
+    def train(self, on_epoch) -> None:
+        job = self.job
+        for epoch in range(1, job.max_epochs + 1):
+            if not self.active.any():
+                break
+            start = time.perf_counter()
+            sums = self._epoch()
+            self.train_sums.append(sums)
+            for e in np.flatnonzero(self.active & ~np.isfinite(sums)):
+                self._load(e, self.snapshots[e])  # diverged: back to its fall-back
+                self.diverged[e] = True
+                self.active[e] = False
+            losses = self._val_losses()
+            self.val_losses.append(losses)
+            self._stop_or_keep(epoch, sums, losses)
+            self.seconds.append(time.perf_counter() - start)
+            if on_epoch is not None:
+                on_epoch(self)
+
+    def _epoch(self) -> np.ndarray:
+        """One epoch of every active expert; its weighted training-loss sums."""
+        job = self.job
+        active = np.flatnonzero(self.active)
+        batches = {
+            e: self.rows[e][torch.randperm(len(self.rows[e]), generator=self.generators[e]).to(self.device)]
+            .tensor_split(job.n_steps)
+            for e in active
+        }
+        sums: dict[int, list[torch.Tensor]] = {e: [] for e in active}
+        for step in range(job.n_steps):
+            terms = []
+            for e in active:
+                i = batches[e][step]
+                if len(i) == 0:
+                    continue
+                row_loss = job.loss_fn(self._forward(e, self.X[i]), self.y[i])
+                w = self.w[i]
+                # Each expert's mean loss; summed, each gets its own gradient.
+                terms.append((row_loss * w).sum() / w.sum().clamp_min(1e-12))
+                sums[e].append((row_loss.detach().double() * w).sum())
+            if not terms:
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.stack(terms).sum().backward()
+            self.optimizer.step()
+        out = np.full(len(job.experts), np.nan)
+        for e in active:
+            out[e] = float(torch.stack(sums[e]).sum()) if sums[e] else 0.0
+        return out
+
+    def _stop_or_keep(self, epoch: int, sums: np.ndarray, losses: np.ndarray) -> None:
+        job = self.job
+        if self.val is not None:
+            improved = self.active & np.isfinite(losses) & (losses < self.best)
+            self.best[improved] = losses[improved]
+            self.stale[improved] = 0
+            self.stale[self.active & ~improved] += 1
+            self.active &= self.stale < job.n_iter_no_change
+        else:
+            # No validation: keep the last finite epoch; stop an expert once its
+            # training loss has not improved by ``tol`` in n_iter_no_change epochs.
+            improved = self.active.copy()
+            history = np.array(self.train_sums) / np.maximum(self.train_weight, 1e-12)
+            patience = job.n_iter_no_change
+            if len(history) > patience:
+                with warnings.catch_warnings():  # all-NaN columns: stopped experts
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    recent = np.nanmin(history[-patience:], axis=0)
+                    before = np.nanmin(history[:-patience], axis=0)
+                self.active &= ~(recent > before - job.tol)
+        for e in np.flatnonzero(improved):
+            self.snapshots[e] = self._state(e)
+            self.best_epoch[e] = epoch
+
+    # -- helpers --------------------------------------------------------------
+    def _forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        params, n = self.params[e], self.job.n_layers
+        return mlp_forward(x, params[:n], params[n : 2 * n], params[2 * n :], self.job.prelu)
+
+    @torch.no_grad()
+    def _val_losses(self) -> np.ndarray:
+        """Mean validation loss of each expert on its own cell (NaN without rows)."""
+        out = np.full(len(self.job.experts), np.nan)
+        if self.val is None:
+            return out
+        X, y, w, rows = self.val
+        for e, r in enumerate(rows):
+            if len(r) == 0 or not (self.active[e] or len(self.val_losses) == 0):
+                continue
+            total = sum(
+                float((self.job.loss_fn(self._forward(e, X[i]), y[i]).double() * w[i]).sum())
+                for i in r.split(_EVAL_CHUNK)
+            )
+            out[e] = total / max(float(w[r].double().sum()), 1e-12)
+        return out
+
+    def _state(self, e: int) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self.params[e]]
+
+    @torch.no_grad()
+    def _load(self, e: int, state: list[torch.Tensor]) -> None:
+        for p, value in zip(self.params[e], state):
+            p.copy_(value)
+
+    def partial(self) -> ExpertResult:
+        """The result so far, with each expert's fall-back weights (for checkpoints)."""
+        return self._result([[t.cpu().numpy().copy() for t in s] for s in self.snapshots])
+
+    def result(self) -> ExpertResult:
+        """The final result: best weights with validation data, else the last finite ones."""
+        if self.val is not None or self.interrupted:
+            for e in range(len(self.job.experts)):
+                self._load(e, self.snapshots[e])
+        return self._result([[p.detach().cpu().numpy().copy() for p in ps] for ps in self.params])
+
+    def _result(self, states: list[list[np.ndarray]]) -> ExpertResult:
+        job = self.job
+        n_epochs = len(self.train_sums)
+        val_weight = np.zeros(len(job.experts))
+        if self.val is not None:
+            val_weight = np.array([float(self.val[2][r].double().sum()) for r in self.val[3]])
+        return ExpertResult(
+            experts=job.experts,
+            states=states,
+            best_epoch=self.best_epoch.copy(),
+            train_loss_sum=np.array(self.train_sums).T.reshape(len(job.experts), n_epochs),
+            train_weight=self.train_weight,
+            val_loss=np.array(self.val_losses).T,
+            val_weight=val_weight,
+            diverged=self.diverged.copy(),
+            seconds=np.array(self.seconds),
+            interrupted=self.interrupted,
+        )
+
+
+def _ranges(counts, device) -> list[torch.Tensor]:
+    """Row indices of each expert's block, from the block sizes."""
+    ends = np.cumsum(counts)
+    return [torch.arange(end - n, end, device=device) for n, end in zip(counts, ends)]
+
+
+def expert_groups(cell_sizes: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Split the experts into ``n_groups`` groups of about equal rows.
+
+    Largest cells first, each to the group with the fewest rows so far; every
+    group is returned in expert order, empty groups dropped.
+    """
+    n_groups = max(1, min(n_groups, len(cell_sizes)))
+    load = np.zeros(n_groups)
+    members: list[list[int]] = [[] for _ in range(n_groups)]
+    for e in np.argsort(-np.asarray(cell_sizes), kind="stable"):
+        g = int(np.argmin(load))
+        members[g].append(int(e))
+        load[g] += cell_sizes[e]
+    return [np.array(sorted(m)) for m in members if m]
