@@ -66,7 +66,7 @@ def main() -> None:
 
     clusters = {
         n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None, silence_logs=50)
+                        dashboard_address=":0", silence_logs=50)
         for n in (1, 2)
     }
     clients = {n: Client(c, set_as_default=False) for n, c in clusters.items()}

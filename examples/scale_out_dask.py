@@ -23,7 +23,7 @@ def main() -> None:
     X, y = load_california_housing()
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster):
         params = dict(n_experts=64, max_epochs=30, random_state=0)
         start = time.perf_counter()
         with joblib.parallel_backend("dask"):

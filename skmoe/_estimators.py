@@ -881,7 +881,9 @@ _COMMON_PARAMS_DOC = """
         model and trains further (with fresh optimizer state, so the result is
         not bit-identical to an uninterrupted fit).
     checkpoint_every : int, default=10
-        Epochs between checkpoints.
+        Epochs between checkpoints. When the experts train in parallel
+        (``n_jobs``, Dask), a checkpoint is written each time a group of
+        experts finishes instead.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the k-means prototypes, the initial
         weights and the shuffling. On the CPU, the same seed gives the same

@@ -26,7 +26,7 @@ PARAMS = dict(n_experts=6, expert_width=32, max_epochs=8, n_iter_no_change=3, ra
 def client():
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=50,
+        dashboard_address=":0", silence_logs=50,
     )
     with distributed.Client(cluster) as client:
         yield client
@@ -59,6 +59,15 @@ def test_expert_jobs_in_local_processes_equal_one_process(data, validation):
     many = MoERegressor(**params, n_jobs=3).fit(*data)
     _assert_same_model(one, many)
     assert (one.best_epoch_ > one.history_["phase"].count("shared") - 1).any()  # experts trained
+
+
+def test_parallel_expert_jobs_write_loadable_checkpoints(data, tmp_path):
+    import skmoe
+
+    model = MoERegressor(**PARAMS, n_jobs=2, checkpoint_dir=tmp_path / "ckpt").fit(*data)
+    saved = skmoe.load(tmp_path / "ckpt")  # written as groups of experts finished
+    # The last checkpoint came after the last group: the final experts.
+    np.testing.assert_array_equal(saved.predict(data[0]), model.predict(data[0]))
 
 
 def test_expert_parallel_fit_on_dask_equals_local_fit(client, data, local):

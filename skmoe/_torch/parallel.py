@@ -21,13 +21,21 @@ R = TypeVar("R")
 
 
 def n_workers(n_jobs: int | None) -> int:
-    """How many jobs can run side by side for this ``n_jobs``.
+    """Jobs that run side by side for this ``n_jobs``; 0: in this process.
 
-    1 inside a task of a Dask worker: a fit there is one task of a larger
-    computation (a grid search), so its experts train in that task rather
-    than as new tasks that would wait for busy workers.
+    In this process, one job after another: with ``n_jobs=1``, or when joblib
+    resolves ``n_jobs`` to one worker, or inside a task of a Dask worker (a
+    fit there is one task of a larger computation such as a grid search, so
+    its experts train in that task rather than as new tasks that would wait
+    for busy workers). Under joblib's Dask backend the jobs go to the cluster
+    even when it has a single worker: the user asked for it to do the work.
     """
-    return 1 if _in_dask_task() else effective_n_jobs(n_jobs)
+    if n_jobs == 1 or _in_dask_task():
+        return 0
+    workers = effective_n_jobs(n_jobs)
+    if _dask_client() is not None:
+        return max(1, workers)
+    return 0 if workers == 1 else workers
 
 
 def run_unordered(fn: Callable[[J], R], jobs: Iterable[J], n_jobs: int | None) -> Iterator[R]:
@@ -43,7 +51,7 @@ def run_unordered(fn: Callable[[J], R], jobs: Iterable[J], n_jobs: int | None) -
     # while a job held in its task can run again on another worker.
     futures = [client.submit(fn, job, pure=False) for job in jobs]
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             yield future.result()
     finally:
         client.cancel(futures)

@@ -301,7 +301,7 @@ class Trainer:
         sizes = np.array([len(c) for c in cells])
         # In one process a single job trains all experts in lockstep; across
         # workers, a few jobs per worker balance uneven cells.
-        groups = expert_groups(sizes, 1 if n_workers == 1 else 4 * n_workers)
+        groups = expert_groups(sizes, 4 * n_workers if n_workers else 1)
         host = [_host(split) for split in (train, val) if split is not None]
         jobs = (
             self._expert_job(bank, g, host[0], cells, host[1] if val is not None else None,
@@ -335,7 +335,7 @@ class Trainer:
             self.checkpoint(net, history)
 
         try:
-            if n_workers == 1:
+            if not n_workers:
                 for job in jobs:
                     on_epoch = None
                     if self.checkpoint is not None:

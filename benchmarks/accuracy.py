@@ -1,0 +1,215 @@
+"""Accuracy suite: skmoe defaults against gradient boosting and tabular networks.
+
+Protocol (issue 6): every dataset of ``../shared/data``; seeds 0, 1, 2; the
+manifest's ``drop`` columns removed; an 80/20 split with the seed as
+``random_state`` (stratified for classification); training rows capped at
+50,000 by random subsampling (same seed). Metrics: R2 (regression), ROC AUC
+(binary), accuracy and log loss (multiclass; accuracy ranks).
+
+Models, each with its defaults and the seed:
+
+* ``skmoe``: ``MoERegressor`` / ``MoEClassifier`` on the raw DataFrame;
+* ``lightgbm``: ``LGBMRegressor`` / ``LGBMClassifier`` (category columns native);
+* ``hgb``: ``HistGradientBoosting*`` (categorical from dtype);
+* ``mlp``: scikit-learn's MLP (256, 256) with early stopping, after median /
+  most-frequent imputation, scaling and one-hot encoding;
+* ``realmlp``, ``tabm``: pytabkit's ``RealMLP_TD_*`` and ``TabM_D_*``.
+
+Every (dataset, seed, model) result is appended to ``--results`` (JSON lines)
+as soon as it exists, and found there on the next run, so a long suite can
+be run in pieces and resumed. ``--report`` prints, from that file, a table
+per dataset (mean over seeds), the mean rank and mean normalised score
+(0 = worst, 1 = best model of the dataset and seed) and fit times.
+
+Usage::
+
+    pip install -e ".[benchmarks]"          # lightgbm, pytabkit
+    python benchmarks/accuracy.py --data-dir ../shared/data
+    python benchmarks/accuracy.py --models skmoe lightgbm hgb mlp --datasets adult --seeds 0
+    python benchmarks/accuracy.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.metrics import accuracy_score, log_loss, r2_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+MODELS = ("skmoe", "lightgbm", "hgb", "mlp", "realmlp", "tabm")
+NEURAL = ("skmoe", "mlp", "realmlp", "tabm")
+MAX_TRAIN = 50_000
+CATEGORICAL = ["object", "category", "bool", "string"]
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.jsonl"
+
+
+def load(data_dir: Path, info: dict) -> tuple[pd.DataFrame, pd.Series]:
+    df = pd.read_csv(data_dir / info["file"]).drop(columns=info["drop"])
+    y = df.pop(info["target"])
+    for col in info["cat_cols"]:
+        if col in df:
+            df[col] = df[col].astype("category")
+    return df, y
+
+
+def split(X, y, task: str, seed: int):
+    classif = task != "regression"
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.2, random_state=seed, stratify=y if classif else None
+    )
+    if len(X_tr) > MAX_TRAIN:
+        keep = np.random.default_rng(seed).choice(len(X_tr), MAX_TRAIN, replace=False)
+        X_tr, y_tr = X_tr.iloc[np.sort(keep)], y_tr.iloc[np.sort(keep)]
+    return X_tr, X_te, y_tr, y_te
+
+
+def make_model(name: str, task: str, seed: int):
+    classif = task != "regression"
+    if name == "skmoe":
+        from skmoe import MoEClassifier, MoERegressor
+
+        return (MoEClassifier if classif else MoERegressor)(random_state=seed)
+    if name == "lightgbm":
+        import lightgbm
+
+        cls = lightgbm.LGBMClassifier if classif else lightgbm.LGBMRegressor
+        return cls(random_state=seed, verbose=-1)
+    if name == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        cls = HistGradientBoostingClassifier if classif else HistGradientBoostingRegressor
+        return cls(random_state=seed)
+    if name == "mlp":
+        pre = ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+             make_column_selector(dtype_exclude=CATEGORICAL)),
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                  OneHotEncoder(handle_unknown="ignore")),
+             make_column_selector(dtype_include=CATEGORICAL)),
+        ])
+        mlp = (MLPClassifier if classif else MLPRegressor)(
+            hidden_layer_sizes=(256, 256), early_stopping=True, random_state=seed
+        )
+        return make_pipeline(pre, mlp)
+    if name in ("realmlp", "tabm"):
+        import pytabkit
+
+        kind = {"realmlp": "RealMLP_TD", "tabm": "TabM_D"}[name]
+        cls = getattr(pytabkit, f"{kind}_{'Classifier' if classif else 'Regressor'}")
+        return cls(random_state=seed, device="cpu")
+    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def evaluate(model, X, y, task: str) -> dict:
+    if task == "regression":
+        return {"score": r2_score(y, model.predict(X))}
+    proba = model.predict_proba(X)
+    classes = np.asarray(model.classes_)
+    if task == "binary":
+        return {"score": roc_auc_score(y == classes[1], proba[:, 1])}
+    return {
+        "score": accuracy_score(y, classes[proba.argmax(axis=1)]),
+        "log_loss": log_loss(y, proba, labels=classes),
+    }
+
+
+def run(args) -> None:
+    manifest = json.loads((args.data_dir / "manifest.json").read_text())
+    done = {(r["dataset"], r["seed"], r["model"]) for r in read_results(args.results)}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    for info in manifest:
+        if args.datasets and info["name"] not in args.datasets:
+            continue
+        X, y = load(args.data_dir, info)
+        for seed in args.seeds:
+            X_tr, X_te, y_tr, y_te = split(X, y, info["task"], seed)
+            for name in args.models:
+                if (info["name"], seed, name) in done and not args.redo:
+                    continue
+                model = make_model(name, info["task"], seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    start = time.perf_counter()
+                    model.fit(X_tr, y_tr)
+                    seconds = time.perf_counter() - start
+                record = dict(dataset=info["name"], task=info["task"], seed=seed, model=name,
+                              fit_seconds=seconds, n_train=len(X_tr),
+                              **evaluate(model, X_te, y_te, info["task"]))
+                with args.results.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(f"{info['name']:22s} seed {seed} {name:9s} score {record['score']:.4f} "
+                      f"fit {seconds:7.1f}s", flush=True)
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def report(path: Path) -> None:
+    """Markdown tables from the results file (complete (dataset, seed) only)."""
+    frame = pd.DataFrame(read_results(path))
+    if frame.empty:
+        print("no results yet")
+        return
+    frame = frame.drop_duplicates(["dataset", "seed", "model"], keep="last")
+    models = [m for m in MODELS if m in set(frame.model)]
+    # Normalised score and rank among the models run on the same dataset and seed.
+    complete = frame.groupby(["dataset", "seed"]).model.transform("nunique") == len(models)
+    frame = frame[complete].copy()
+    grouped = frame.groupby(["dataset", "seed"]).score
+    lo, hi = grouped.transform("min"), grouped.transform("max")
+    frame["normalised"] = ((frame.score - lo) / (hi - lo).where(hi > lo, 1.0)).where(hi > lo, 1.0)
+    frame["rank"] = grouped.rank(ascending=False, method="average")
+    metric = {"regression": "R2", "binary": "ROC AUC", "multiclass": "accuracy"}
+    print("| dataset | metric | " + " | ".join(models) + " |")
+    print("|---|---|" + "---|" * len(models))
+    for (dataset, task), part in frame.groupby(["dataset", "task"], sort=False):
+        means = part.groupby("model").score.mean()
+        cells = [f"{means[m]:.4f}" if m in means else "" for m in models]
+        print(f"| {dataset} | {metric[task]} | " + " | ".join(cells) + " |")
+        if task == "multiclass" and "log_loss" in part:
+            losses = part.groupby("model").log_loss.mean()
+            print(f"| {dataset} | log loss | " + " | ".join(f"{losses[m]:.4f}" for m in models) + " |")
+    print("| **mean rank** | | " + " | ".join(f"{frame[frame.model == m]['rank'].mean():.2f}" for m in models) + " |")
+    print("| **mean normalised score** | | "
+          + " | ".join(f"{frame[frame.model == m].normalised.mean():.3f}" for m in models) + " |")
+    print(f"\nFit seconds (mean over seeds; {frame.seed.nunique()} seed(s), "
+          f"{frame.dataset.nunique()} dataset(s)):\n")
+    print("| dataset | " + " | ".join(models) + " |")
+    print("|---|" + "---|" * len(models))
+    for dataset, part in frame.groupby("dataset", sort=False):
+        means = part.groupby("model").fit_seconds.mean()
+        print(f"| {dataset} | " + " | ".join(f"{means[m]:.1f}" for m in models) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--datasets", nargs="*")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--redo", action="store_true", help="refit results already on file")
+    parser.add_argument("--report", action="store_true", help="only print the tables")
+    args = parser.parse_args()
+    if not args.report:
+        run(args)
+    report(args.results)
+
+
+if __name__ == "__main__":
+    main()
