@@ -167,6 +167,7 @@ class _Run:
             [p for params in self.params for p in params],
             lr=job.learning_rate,
             weight_decay=job.weight_decay,
+            foreach=True,
         )
 
     # -- training -------------------------------------------------------------
