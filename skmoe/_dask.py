@@ -34,8 +34,9 @@ def predict_dask(model, ddf, *, method: str = "predict", lazy: bool = True,
     Parameters
     ----------
     model : MoERegressor, MoEClassifier, str or path-like
-        A fitted estimator, sent once to each worker that scores a partition
-        (it is one node of the task graph, not a copy per partition); or the
+        A fitted estimator, sent once to every worker (scattered with
+        ``broadcast=True`` when a Dask client is running, else one node of
+        the task graph), not once per partition; or the
         folder of a model saved with ``save``, which every worker loads once
         from that path (it must be reachable from the workers, for example
         on a shared file system). With a folder and ``lazy=True`` each worker
@@ -82,11 +83,23 @@ def predict_dask(model, ddf, *, method: str = "predict", lazy: bool = True,
     else:
         _check_fitted(model)
         template = model
-        source = dask.delayed(model, pure=True, traverse=False)
+        source = _broadcast(dask, model)
     if method == "predict_proba" and not hasattr(template, "classes_"):
         raise ValueError("method='predict_proba' is for classifiers; this model is a regressor.")
     meta = _meta(template, method, ddf)
     return ddf.map_partitions(_score_partition, source, method, meta=meta)
+
+
+def _broadcast(dask, model):
+    """The model as one object of the graph: a copy on every worker of the
+    current Dask client if there is one, else a single delayed node."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):  # no distributed, or no client
+        return dask.delayed(model, pure=True, traverse=False)
+    return client.scatter(model, broadcast=True, hash=False)
 
 
 def _check_fitted(model) -> None:

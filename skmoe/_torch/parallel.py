@@ -10,6 +10,8 @@ clear message instead of hanging.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -48,8 +50,11 @@ def run_unordered(fn: Callable[[J], R], jobs: Iterable[J], n_jobs: int | None) -
     from distributed import as_completed
 
     # Not scattered: a scattered job lives on one worker and dies with it,
-    # while a job held in its task can run again on another worker.
-    futures = [client.submit(fn, job, pure=False) for job in jobs]
+    # while a job held in its task can run again on another worker. So the
+    # rows do travel in the task, which is what Dask's "large graph" warns of.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        futures = [client.submit(fn, job, pure=False) for job in jobs]
     try:
         for future in as_completed(futures, loop=client.loop):
             yield future.result()
