@@ -917,7 +917,8 @@ _COMMON_PARAMS_DOC = """
     verbose : int, default=0
         0 is silent; 1 prints one line per epoch (phase, train and validation
         loss, expert load, seconds); 2 also shows a progress bar within each
-        epoch when tqdm is installed."""
+        epoch (over the expert jobs, when Voronoi experts train in parallel)
+        when tqdm is installed."""
 
 _COMMON_ATTRS_DOC = """
     n_features_in_ : int

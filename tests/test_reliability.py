@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_friedman1
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold, cross_val_predict
 
 import skmoe
@@ -60,6 +61,28 @@ def test_fit_out_of_memory_names_the_settings_to_lower(data, monkeypatch):
     monkeypatch.setattr(Trainer, "_global_epoch", epoch)
     with pytest.raises(torch.OutOfMemoryError, match=r"batch_size=\d+.*Lower batch_size first"):
         MoERegressor(**FAST).fit(*data)
+
+
+def test_failed_refit_leaves_the_estimator_unfitted_not_half_new(data, monkeypatch):
+    X, y = data
+    model = MoERegressor(**FAST).fit(X, y)
+    monkeypatch.setattr(Trainer, "_global_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(X[:, ::-1], y)  # a new encoding would not match the old network
+    assert not [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+
+
+def test_failed_warm_start_fit_keeps_the_fitted_model(data, monkeypatch):
+    X, y = data
+    model = MoERegressor(**FAST).fit(X, y)
+    before = model.predict(X)
+    monkeypatch.setattr(Trainer, "_specialise_voronoi", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        model.set_params(warm_start=True, n_experts=6).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), before)
+    assert model.network_.bank.n_experts == 4
 
 
 # -- determinism --------------------------------------------------------------------

@@ -349,21 +349,23 @@ class Trainer:
                         self._interrupt("specialise")
                         break
             else:
-                for result in run_unordered(train_experts, jobs, self.config.n_jobs):
-                    finished(result)
-                    if self.checkpoint is not None:
-                        checkpoint([])
+                try:
+                    running = run_unordered(train_experts, jobs, self.config.n_jobs)
+                    for result in _progress(running, self.config.verbose, "expert jobs"):
+                        finished(result)
+                        if self.checkpoint is not None:
+                            checkpoint([])
+                except (KeyboardInterrupt, torch.OutOfMemoryError):
+                    raise
+                except Exception as exc:  # a worker lost, a job failed
+                    raise RuntimeError(
+                        f"Training the experts in parallel failed ({type(exc).__name__}: "
+                        f"{exc}). {len(results)} of {len(groups)} expert jobs had finished; "
+                        "no model was kept. Fit again, or with n_jobs=1 to train in this "
+                        "process."
+                    ) from exc
         except KeyboardInterrupt:
             self._interrupt("specialise")
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            raise RuntimeError(
-                f"Training the experts in parallel failed ({type(exc).__name__}: {exc}). "
-                f"{len(results)} of {len(groups)} expert jobs had finished; no model was "
-                "kept. Fit again, or with n_jobs=1 outside a parallel backend to train "
-                "in this process."
-            ) from exc
         _record_experts(self.history, results, load, self._record_into)
         best_epoch = baseline
         for result in results:
