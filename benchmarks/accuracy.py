@@ -27,6 +27,9 @@ Usage::
     python benchmarks/accuracy.py --data-dir ../shared/data
     python benchmarks/accuracy.py --models skmoe lightgbm hgb mlp --datasets adult --seeds 0
     python benchmarks/accuracy.py --report
+    # a candidate default, recorded as its own model, reported beside the others:
+    python benchmarks/accuracy.py --models skmoe --skmoe-params '{"learning_rate": 0.003}' --label skmoe-lr3e-3
+    python benchmarks/accuracy.py --report --models skmoe skmoe-lr3e-3 lightgbm hgb mlp
 """
 
 from __future__ import annotations
@@ -75,12 +78,12 @@ def split(X, y, task: str, seed: int):
     return X_tr, X_te, y_tr, y_te
 
 
-def make_model(name: str, task: str, seed: int):
+def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None):
     classif = task != "regression"
     if name == "skmoe":
         from skmoe import MoEClassifier, MoERegressor
 
-        return (MoEClassifier if classif else MoERegressor)(random_state=seed)
+        return (MoEClassifier if classif else MoERegressor)(random_state=seed, **(skmoe_params or {}))
     if name == "lightgbm":
         import lightgbm
 
@@ -136,20 +139,21 @@ def run(args) -> None:
         for seed in args.seeds:
             X_tr, X_te, y_tr, y_te = split(X, y, info["task"], seed)
             for name in args.models:
-                if (info["name"], seed, name) in done and not args.redo:
+                label = args.label if args.label and name == "skmoe" else name
+                if (info["name"], seed, label) in done and not args.redo:
                     continue
-                model = make_model(name, info["task"], seed)
+                model = make_model(name, info["task"], seed, args.skmoe_params)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     start = time.perf_counter()
                     model.fit(X_tr, y_tr)
                     seconds = time.perf_counter() - start
-                record = dict(dataset=info["name"], task=info["task"], seed=seed, model=name,
+                record = dict(dataset=info["name"], task=info["task"], seed=seed, model=label,
                               fit_seconds=seconds, n_train=len(X_tr),
                               **evaluate(model, X_te, y_te, info["task"]))
                 with args.results.open("a") as f:
                     f.write(json.dumps(record) + "\n")
-                print(f"{info['name']:22s} seed {seed} {name:9s} score {record['score']:.4f} "
+                print(f"{info['name']:22s} seed {seed} {label:9s} score {record['score']:.4f} "
                       f"fit {seconds:7.1f}s", flush=True)
 
 
@@ -159,14 +163,17 @@ def read_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def report(path: Path) -> None:
-    """Markdown tables from the results file (complete (dataset, seed) only)."""
+def report(path: Path, models: list[str] | None = None) -> None:
+    """Markdown tables from the results file, for the (dataset, seed) pairs
+    that have a result for every one of ``models`` (default: all on file)."""
     frame = pd.DataFrame(read_results(path))
     if frame.empty:
         print("no results yet")
         return
     frame = frame.drop_duplicates(["dataset", "seed", "model"], keep="last")
-    models = [m for m in MODELS if m in set(frame.model)]
+    on_file = list(dict.fromkeys(frame.model))
+    models = models or [m for m in MODELS if m in on_file] + [m for m in on_file if m not in MODELS]
+    frame = frame[frame.model.isin(models)]
     # Normalised score and rank among the models run on the same dataset and seed.
     complete = frame.groupby(["dataset", "seed"]).model.transform("nunique") == len(models)
     frame = frame[complete].copy()
@@ -201,14 +208,27 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--datasets", nargs="*")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=None,
+                        help=f"models to fit: {', '.join(MODELS)} (default: all); with "
+                        "--report, the models (or labels) to report on")
+    parser.add_argument("--skmoe-params", type=json.loads, default=None,
+                        help="JSON of skmoe parameters to try instead of the defaults")
+    parser.add_argument("--label", help="name under which --skmoe-params results are recorded")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--redo", action="store_true", help="refit results already on file")
     parser.add_argument("--report", action="store_true", help="only print the tables")
     args = parser.parse_args()
+    if args.skmoe_params and not args.label:
+        parser.error("--skmoe-params needs a --label to record its results under")
     if not args.report:
+        unknown = set(args.models or ()) - set(MODELS)
+        if unknown:
+            parser.error(f"unknown models {sorted(unknown)}; choose from {MODELS}")
+        args.models = args.models or list(MODELS)
         run(args)
-    report(args.results)
+        report(args.results, [args.label if m == "skmoe" and args.label else m for m in args.models])
+    else:
+        report(args.results, args.models)
 
 
 if __name__ == "__main__":
