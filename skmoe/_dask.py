@@ -86,7 +86,7 @@ def predict_dask(model, ddf, *, method: str = "predict", lazy: bool = True,
         source = _broadcast(dask, model)
     if method == "predict_proba" and not hasattr(template, "classes_"):
         raise ValueError("method='predict_proba' is for classifiers; this model is a regressor.")
-    meta = _meta(template, method, ddf)
+    meta = _meta(template, method, ddf._meta.index[:0])
     return ddf.map_partitions(_score_partition, source, method, meta=meta)
 
 
@@ -113,8 +113,8 @@ def _check_fitted(model) -> None:
     check_is_fitted(model, "network_")
 
 
-def _meta(model, method: str, ddf) -> pd.Series | pd.DataFrame:
-    index = ddf._meta.index[:0]
+def _meta(model, method: str, index: pd.Index) -> pd.Series | pd.DataFrame:
+    """The empty output of ``method`` with ``index``: its columns and dtypes."""
     if method == "predict_proba":
         return pd.DataFrame({f"proba_{c}": pd.Series(dtype="float64") for c in model.classes_}).set_index(index)
     if hasattr(model, "classes_"):
@@ -136,17 +136,10 @@ def _load_on_worker(path: str, mtime: int, lazy: bool, max_experts: int | None, 
 
 def _score_partition(part: pd.DataFrame, source, method: str):
     model = _load_on_worker(*source) if isinstance(source, tuple) else source
-    meta = _meta(model, method, _Frame(part))
+    meta = _meta(model, method, part.index[:0])
     if len(part) == 0:
         return meta
     out = getattr(model, method)(part)
     if isinstance(meta, pd.Series):
         return pd.Series(out, index=part.index, name=meta.name)
     return pd.DataFrame(np.asarray(out).reshape(len(part), -1), index=part.index, columns=meta.columns)
-
-
-class _Frame:
-    """Gives ``_meta`` the index of a pandas partition as it reads a dask one's."""
-
-    def __init__(self, part: pd.DataFrame) -> None:
-        self._meta = part

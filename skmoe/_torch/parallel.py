@@ -11,7 +11,6 @@ clear message instead of hanging.
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 

@@ -28,6 +28,7 @@ import torch
 
 from .device import resolve_device
 from .experts import mlp_forward
+from .stopping import EarlyStopping
 
 _EVAL_CHUNK = 65_536
 
@@ -40,9 +41,6 @@ class CellRows:
     y: np.ndarray  # (n, o) float32, or (n,) int64 for classification
     w: np.ndarray  # (n,) float32
     counts: np.ndarray  # (n_group,) rows of each expert, in order
-
-    def nbytes(self) -> int:
-        return self.X.nbytes + self.y.nbytes + self.w.nbytes
 
 
 @dataclass
@@ -81,7 +79,7 @@ class ExpertResult:
 
     experts: np.ndarray
     states: list[list[np.ndarray]]
-    best_epoch: np.ndarray  # (n_group,) epoch whose weights each expert kept
+    best_epoch: np.ndarray  # (n_group,) epoch whose weights each expert kept (<= 0: its start)
     train_loss_sum: np.ndarray  # (n_group, n_epochs) weighted sums, NaN once stopped
     train_weight: np.ndarray  # (n_group,) weight of each cell's training rows
     val_loss: np.ndarray  # (n_group, n_epochs + 1) mean on the cell; column 0 = start
@@ -137,6 +135,7 @@ class _Run:
         self.generators = [torch.Generator().manual_seed(int(s)) for s in job.seeds]
         self.train_weight = np.array([float(self.w[r].double().sum()) for r in self.rows])
         self.val = None
+        self.val_weight = np.zeros(n)
         if job.val is not None:
             self.val = (
                 torch.from_numpy(job.val.X).to(**to),
@@ -144,25 +143,25 @@ class _Run:
                 torch.from_numpy(job.val.w).to(**to),
                 _ranges(job.val.counts, self.device),
             )
+            self.val_weight = np.array([float(self.val[2][r].double().sum()) for r in self.val[3]])
         self.train_sums: list[np.ndarray] = []
         self.val_losses: list[np.ndarray] = []
         self.seconds: list[float] = []
         self.diverged = np.zeros(n, dtype=bool)
         self.interrupted = False
+        # Which experts still train, and each one's epoch of kept weights.
+        self.stopping = EarlyStopping(n, job.n_iter_no_change)
         # An expert without training rows has nothing to learn from.
-        self.active = np.asarray(job.train.counts) > 0
-        self.best = np.full(n, np.inf)
-        self.best_epoch = np.zeros(n, dtype=int)
-        self.stale = np.zeros(n, dtype=int)
+        self.stopping.active &= np.asarray(job.train.counts) > 0
         # Weights each expert falls back on: its best on validation, or its
         # last finite epoch without validation data; at first, the start.
         self.snapshots = [self._state(e) for e in range(n)]
         start = self._val_losses()
         self.val_losses.append(start)
         if self.val is not None:
-            self.best = np.where(np.isfinite(start), start, np.inf)
+            self.stopping.update(start, 0)
             # Without validation rows an expert cannot be checked: it keeps its start.
-            self.active &= np.isfinite(start)
+            self.stopping.active &= np.isfinite(start)
         self.optimizer = torch.optim.AdamW(
             [p for params in self.params for p in params],
             lr=job.learning_rate,
@@ -173,19 +172,20 @@ class _Run:
     # -- training -------------------------------------------------------------
     def train(self, on_epoch) -> None:
         job = self.job
+        active = self.stopping.active  # updated in place
         for epoch in range(1, job.max_epochs + 1):
-            if not self.active.any():
+            if not active.any():
                 break
             start = time.perf_counter()
             sums = self._epoch()
             self.train_sums.append(sums)
-            for e in np.flatnonzero(self.active & ~np.isfinite(sums)):
+            for e in np.flatnonzero(active & ~np.isfinite(sums)):
                 self._load(e, self.snapshots[e])  # diverged: back to its fall-back
                 self.diverged[e] = True
-                self.active[e] = False
+                active[e] = False
             losses = self._val_losses()
             self.val_losses.append(losses)
-            self._stop_or_keep(epoch, sums, losses)
+            self._stop_or_keep(epoch, losses)
             self.seconds.append(time.perf_counter() - start)
             if on_epoch is not None:
                 on_epoch(self)
@@ -193,7 +193,7 @@ class _Run:
     def _epoch(self) -> np.ndarray:
         """One epoch of every active expert; its weighted training-loss sums."""
         job = self.job
-        active = np.flatnonzero(self.active)
+        active = np.flatnonzero(self.stopping.active)
         batches = {
             e: self.rows[e][torch.randperm(len(self.rows[e]), generator=self.generators[e]).to(self.device)]
             .tensor_split(job.n_steps)
@@ -221,18 +221,15 @@ class _Run:
             out[e] = float(torch.stack(sums[e]).sum()) if sums[e] else 0.0
         return out
 
-    def _stop_or_keep(self, epoch: int, sums: np.ndarray, losses: np.ndarray) -> None:
-        job = self.job
+    def _stop_or_keep(self, epoch: int, losses: np.ndarray) -> None:
+        job, stopping = self.job, self.stopping
         if self.val is not None:
-            improved = self.active & np.isfinite(losses) & (losses < self.best)
-            self.best[improved] = losses[improved]
-            self.stale[improved] = 0
-            self.stale[self.active & ~improved] += 1
-            self.active &= self.stale < job.n_iter_no_change
+            improved = stopping.update(losses, epoch)
         else:
             # No validation: keep the last finite epoch; stop an expert once its
             # training loss has not improved by ``tol`` in n_iter_no_change epochs.
-            improved = self.active.copy()
+            improved = stopping.active.copy()
+            stopping.best_epoch[improved] = epoch
             history = np.array(self.train_sums) / np.maximum(self.train_weight, 1e-12)
             patience = job.n_iter_no_change
             if len(history) > patience:
@@ -240,10 +237,9 @@ class _Run:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     recent = np.nanmin(history[-patience:], axis=0)
                     before = np.nanmin(history[:-patience], axis=0)
-                self.active &= ~(recent > before - job.tol)
+                stopping.active &= ~(recent > before - job.tol)
         for e in np.flatnonzero(improved):
             self.snapshots[e] = self._state(e)
-            self.best_epoch[e] = epoch
 
     # -- helpers --------------------------------------------------------------
     def _forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
@@ -258,7 +254,7 @@ class _Run:
             return out
         X, y, w, rows = self.val
         for e, r in enumerate(rows):
-            if len(r) == 0 or not (self.active[e] or len(self.val_losses) == 0):
+            if len(r) == 0 or not (self.stopping.active[e] or len(self.val_losses) == 0):
                 continue
             total = sum(
                 float((self.job.loss_fn(self._forward(e, X[i]), y[i]).double() * w[i]).sum())
@@ -289,17 +285,14 @@ class _Run:
     def _result(self, states: list[list[np.ndarray]]) -> ExpertResult:
         job = self.job
         n_epochs = len(self.train_sums)
-        val_weight = np.zeros(len(job.experts))
-        if self.val is not None:
-            val_weight = np.array([float(self.val[2][r].double().sum()) for r in self.val[3]])
         return ExpertResult(
             experts=job.experts,
             states=states,
-            best_epoch=self.best_epoch.copy(),
+            best_epoch=self.stopping.best_epoch.copy(),
             train_loss_sum=np.array(self.train_sums).T.reshape(len(job.experts), n_epochs),
             train_weight=self.train_weight,
             val_loss=np.array(self.val_losses).T,
-            val_weight=val_weight,
+            val_weight=self.val_weight,
             diverged=self.diverged.copy(),
             seconds=np.array(self.seconds),
             interrupted=self.interrupted,

@@ -35,6 +35,7 @@ from .parallel import n_workers as parallel_workers
 from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
 from .specialise import CellRows, ExpertJob, ExpertResult, expert_groups, train_experts
+from .stopping import EarlyStopping
 
 # Per-row loss: (outputs (n, o), targets) -> (n,)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -86,29 +87,6 @@ class History:
     routing_entropy: list[float] = field(default_factory=list)
     best_epoch: np.ndarray | None = None  # (n_experts,) epoch whose weights each expert kept
     best_epoch_shared: int = -1
-
-
-class _EarlyStopping:
-    """Best validation loss and patience for ``n_groups`` independent groups."""
-
-    def __init__(self, n_groups: int, patience: int) -> None:
-        self.best = np.full(n_groups, np.inf)
-        self.best_epoch = np.full(n_groups, -1)
-        self.stale = np.zeros(n_groups, dtype=int)
-        self.patience = patience
-        self.active = np.ones(n_groups, dtype=bool)
-
-    def update(self, losses: np.ndarray, epoch: int) -> np.ndarray:
-        """Record ``losses``; return the mask of groups that improved."""
-        # Any improvement of the validation loss counts: the best weights are
-        # kept anyway, and a tolerance stopped slow but steady learners early.
-        improved = self.active & np.isfinite(losses) & (losses < self.best)
-        self.best[improved] = losses[improved]
-        self.best_epoch[improved] = epoch
-        self.stale[improved] = 0
-        self.stale[self.active & ~improved] += 1
-        self.active &= self.stale < self.patience
-        return improved
 
 
 def squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -246,7 +224,7 @@ class Trainer:
             return bank.forward_groups([x])[0], None
 
         optimizer = self._optimizer(bank.parameters())
-        stopper = _EarlyStopping(1, self.config.n_iter_no_change)
+        stopper = EarlyStopping(1, self.config.n_iter_no_change)
         best_state = last_good = None
 
         def best_so_far() -> MoENetwork:
@@ -302,34 +280,31 @@ class Trainer:
         # In one process a single job trains all experts in lockstep; across
         # workers, a few jobs per worker balance uneven cells.
         groups = expert_groups(sizes, 4 * n_workers if n_workers else 1)
-        host = [_host(split) for split in (train, val) if split is not None]
+        train_host = _host(train)
+        val_host = _host(val) if val is not None else None
         jobs = (
-            self._expert_job(bank, g, host[0], cells, host[1] if val is not None else None,
-                             val_cells, seeds, n_steps)
+            self._expert_job(bank, g, train_host, cells, val_host, val_cells, seeds, n_steps)
             for g in groups
         )
         epoch0 = self._epoch()
         load = sizes / max(len(train), 1)
-        baseline = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
         results: list[ExpertResult] = []
 
         def finished(result: ExpertResult) -> None:
             results.append(result)
-            for e, state in zip(result.experts, result.states):
-                bank.load_expert_state(int(e), [torch.from_numpy(a) for a in state])
+            _load_results(bank, [result])
 
         def best_so_far(extra: list[ExpertResult] = ()) -> MoENetwork:
             best = copy.deepcopy(network)
-            for result in extra:
-                for e, state in zip(result.experts, result.states):
-                    best.bank.load_expert_state(int(e), [torch.from_numpy(a) for a in state])
+            _load_results(best.bank, extra)
             return best
 
         self._best_so_far = best_so_far
 
         def checkpoint(partial: list[ExpertResult]) -> None:
             history = copy.deepcopy(self.history)
-            _record_experts(history, results + partial, load, self._record_into)
+            for train_loss, val_loss, seconds in _expert_epochs(results + partial):
+                _record_into(history, "specialise", train_loss, val_loss, load, seconds)
             net = best_so_far(partial)
             net.eval()
             self.checkpoint(net, history)
@@ -340,7 +315,7 @@ class Trainer:
                     on_epoch = None
                     if self.checkpoint is not None:
 
-                        def on_epoch(run, job=job):
+                        def on_epoch(run):
                             if (len(self.history.phase) + len(run.train_sums)) % self.checkpoint_every == 0:
                                 checkpoint([run.partial()])
 
@@ -366,8 +341,9 @@ class Trainer:
                     ) from exc
         except KeyboardInterrupt:
             self._interrupt("specialise")
-        _record_experts(self.history, results, load, self._record_into)
-        best_epoch = baseline
+        for train_loss, val_loss, seconds in _expert_epochs(results):
+            self._record("specialise", train_loss, val_loss, load, seconds, checkpoint=False)
+        best_epoch = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
         for result in results:
             # Epoch 0 of a job is its start: the baseline weights.
             kept = result.best_epoch > 0
@@ -427,7 +403,7 @@ class Trainer:
             return sparse_forward(network.bank, x, experts, gates), experts
 
         optimizer = self._optimizer(network.parameters())
-        stopper = _EarlyStopping(1, self.config.n_iter_no_change)
+        stopper = EarlyStopping(1, self.config.n_iter_no_change)
         best_state, best_epoch = None, best_shared
         last_good = copy.deepcopy(network.state_dict())
         if val is not None:
@@ -545,13 +521,6 @@ class Trainer:
                 flush=True,
             )
 
-    def _record_into(self, history: History, *args, checkpoint: bool = False) -> None:
-        """Record an epoch into ``history``: the trainer's own one prints it."""
-        if history is self.history:
-            self._record(*args, checkpoint=checkpoint)
-        else:
-            _record_into(history, *args)
-
     def _converged(self) -> bool:
         """Without validation data, stop once the training loss has not improved
         by ``tol`` (absolute, as in scikit-learn's MLP) for ``n_iter_no_change``
@@ -586,8 +555,8 @@ def _record_into(history: History, phase: str, train_loss: float, val_loss: floa
     h.routing_entropy.append(float(-(positive * np.log(positive)).sum()))
 
 
-def _record_experts(history: History, results: list[ExpertResult], load, record) -> None:
-    """Record the specialisation epochs of expert jobs, epoch by epoch.
+def _expert_epochs(results: list[ExpertResult]) -> list[tuple[float, float, float]]:
+    """``(train_loss, val_loss, seconds)`` of each specialisation epoch of expert jobs.
 
     An epoch's training loss is over the experts that trained in it; its
     validation loss is over every expert with validation rows, each at its
@@ -595,8 +564,6 @@ def _record_experts(history: History, results: list[ExpertResult], load, record)
     ``seconds`` is compute time summed over the jobs.
     """
     n_epochs = max((r.n_epochs for r in results), default=0)
-    if n_epochs == 0:
-        return
     train_sum = np.zeros(n_epochs)
     train_weight = np.zeros(n_epochs)
     val_sum = np.zeros(n_epochs)
@@ -620,8 +587,7 @@ def _record_experts(history: History, results: list[ExpertResult], load, record)
     with np.errstate(invalid="ignore", divide="ignore"):
         train_loss = np.where(train_weight > 0, train_sum / train_weight, np.nan)
         val_loss = np.where(val_weight > 0, val_sum / val_weight, np.nan)
-    for t in range(n_epochs):
-        record(history, "specialise", float(train_loss[t]), float(val_loss[t]), load, float(seconds[t]))
+    return [(float(train_loss[t]), float(val_loss[t]), float(seconds[t])) for t in range(n_epochs)]
 
 
 def _host(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -634,3 +600,10 @@ def _cell_rows(host, cells: list[torch.Tensor], group: np.ndarray) -> CellRows:
     X, y, w = host
     idx = np.concatenate([cells[e].cpu().numpy() for e in group])
     return CellRows(X[idx], y[idx], w[idx], np.array([len(cells[e]) for e in group]))
+
+
+def _load_results(bank: ExpertBank, results: list[ExpertResult]) -> None:
+    """Write the experts' weights of finished (or partial) jobs into ``bank``."""
+    for result in results:
+        for e, state in zip(result.experts, result.states):
+            bank.load_expert_state(int(e), [torch.from_numpy(a) for a in state])
