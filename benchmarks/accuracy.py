@@ -13,7 +13,8 @@ Models, each with its defaults and the seed:
 * ``hgb``: ``HistGradientBoosting*`` (categorical from dtype);
 * ``mlp``: scikit-learn's MLP (256, 256) with early stopping, after median /
   most-frequent imputation, scaling and one-hot encoding;
-* ``realmlp``, ``tabm``: pytabkit's ``RealMLP_TD_*`` and ``TabM_D_*``.
+* ``realmlp``, ``tabm``: pytabkit's ``RealMLP_TD_*`` and ``TabM_D_*``, after a
+  median imputation of numeric columns (pytabkit refuses missing values there).
 
 Every (dataset, seed, model) result is appended to ``--results`` (JSON lines)
 as soon as it exists, and found there on the next run, so a long suite can
@@ -111,7 +112,13 @@ def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None
 
         kind = {"realmlp": "RealMLP_TD", "tabm": "TabM_D"}[name]
         cls = getattr(pytabkit, f"{kind}_{'Classifier' if classif else 'Regressor'}")
-        return cls(random_state=seed, device="cpu")
+        # pytabkit refuses missing values in numeric columns: median-impute them
+        # and pass the categorical columns through with their dtype.
+        impute = ColumnTransformer(
+            [("num", SimpleImputer(strategy="median"), make_column_selector(dtype_exclude=CATEGORICAL))],
+            remainder="passthrough", verbose_feature_names_out=False,
+        ).set_output(transform="pandas")
+        return make_pipeline(impute, cls(random_state=seed, device="cpu"))
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
 
 

@@ -70,6 +70,7 @@ class _BaseMoE(BaseEstimator):
 
     _parameter_constraints: dict = {
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
+        "numeric_bins": [Interval(Integral, 0, None, closed="left")],
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "expert_depth": [Interval(Integral, 0, None, closed="left")],
         "expert_width": [Interval(Integral, 1, None, closed="left")],
@@ -106,6 +107,7 @@ class _BaseMoE(BaseEstimator):
         voronoi_search: str = "auto",
         top_k: int = 1,
         categorical_features="from_dtype",
+        numeric_bins: int = 16,
         learning_rate: float = 1e-3,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
@@ -124,6 +126,7 @@ class _BaseMoE(BaseEstimator):
         verbose: int = 0,
     ) -> None:
         self.categorical_features = categorical_features
+        self.numeric_bins = numeric_bins
         self.n_experts = n_experts
         self.expert_depth = expert_depth
         self.expert_width = expert_width
@@ -265,7 +268,7 @@ class _BaseMoE(BaseEstimator):
             Z_tr = self.encoder_.transform(X_tr)
         else:
             y_tr = self._fit_target_scaling(y_tr, w_tr)
-            self.encoder_ = TableEncoder(self.schema_.is_categorical_)
+            self.encoder_ = TableEncoder(self.schema_.is_categorical_, self.numeric_bins)
             Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
 
         generator = torch.Generator().manual_seed(seed)
@@ -845,6 +848,14 @@ _COMMON_PARAMS_DOC = """
         their own one-hot slot (up to the 64 most frequent of a column, which
         is then also target-encoded); missing values are a level of their
         own; rare and unseen levels share an ``other`` slot.
+    numeric_bins : int, default=16
+        Each numeric column is given to the network in three views: robust
+        scaled, quantile-normalised, and a piecewise-linear encoding over
+        this many quantile bins (``numeric_bins`` numbers in [0, 1] per
+        column; Gorishniy et al., NeurIPS 2022). ``0`` leaves the third view
+        out. The bins let an expert bend a column's effect at every bin edge;
+        they widen the experts' input (and the routing space) by
+        ``numeric_bins`` per numeric column.
     learning_rate : float, default=1e-3
         AdamW learning rate.
     batch_size : int or "auto", default="auto"
@@ -1138,6 +1149,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         voronoi_search: str = "auto",
         top_k: int = 1,
         categorical_features="from_dtype",
+        numeric_bins: int = 16,
         learning_rate: float = 1e-3,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
@@ -1165,6 +1177,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             voronoi_search=voronoi_search,
             top_k=top_k,
             categorical_features=categorical_features,
+            numeric_bins=numeric_bins,
             learning_rate=learning_rate,
             batch_size=batch_size,
             max_epochs=max_epochs,

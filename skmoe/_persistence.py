@@ -144,6 +144,7 @@ def estimator_state(est) -> tuple[dict, dict[str, np.ndarray], list[dict]]:
         "encoder": {
             "n_slot_columns": len(categorical.slots_),
             "target_columns": [int(j) for j in categorical.target_columns_],
+            "numeric_bins": int(numeric._n_bins),
         },
         "network": spec,
     }
@@ -172,6 +173,10 @@ def estimator_from_state(header: dict, arrays: dict, network):
         level_columns = [int(j) for j in schema_spec["levels"]]
         target_columns = [int(j) for j in enc_spec["target_columns"]]
         n_slot_columns = int(enc_spec["n_slot_columns"])
+        # Files written before the piecewise-linear view have no bins.
+        numeric_bins = int(enc_spec.get("numeric_bins", 0))
+        if "numeric_bins" not in header["params"]:
+            est.set_params(numeric_bins=0)
         n_features = int(fitted["n_features_in_"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None
@@ -191,7 +196,9 @@ def estimator_from_state(header: dict, arrays: dict, network):
     schema.is_categorical_ = is_categorical
     schema.levels_ = {j: get(f"schema/levels/{j}", "U") for j in level_columns}
 
-    numeric = NumericEncoder()
+    if numeric_bins < 0:
+        raise ModelFileError(f"The number of numeric bins must be >= 0, got {numeric_bins}.")
+    numeric = NumericEncoder(numeric_bins)
     for attr in _NUMERIC_ATTRS:
         setattr(numeric, attr, get(f"encoder/numeric/{attr}", "b" if attr == "has_missing_" else "f"))
     n_numeric = n_features - n_categorical

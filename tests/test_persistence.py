@@ -298,6 +298,12 @@ def _tamper_encoder(path):
     _rewrite(path, "arrays.npz", arrays)
 
 
+def _tamper_bins(path, bins):
+    header = _header(path)
+    header["encoder"]["numeric_bins"] = bins
+    _write_header(path, header)
+
+
 def _tamper_quantiles(path):
     arrays = _arrays(path, "arrays.npz")
     arrays["encoder/numeric/quantiles_"] = arrays["encoder/numeric/quantiles_"][::-1].copy()
@@ -358,6 +364,8 @@ TAMPERING = {
     "encoder shape": (_tamper_encoder, "center_' has shape"),
     "one-hot slots": (_tamper_slots, "slots of column"),
     "unsorted quantiles": (_tamper_quantiles, "finite and sorted"),
+    "negative bins": (lambda path: _tamper_bins(path, -1), "numeric bins must be >= 0"),
+    "other bins": (lambda path: _tamper_bins(path, 3), "The experts take"),
     "unknown estimator": (_tamper_estimator, "Unknown estimator 'os.system'"),
     "unknown parameter": (_tamper_params, "header is incomplete or malformed"),
     "newer format": (_tamper_format, "Upgrade skmoe"),
@@ -374,6 +382,20 @@ def test_tampered_files_are_refused(copy, case):
     tamper(copy)
     with pytest.raises(ModelFileError, match=message):
         skmoe.load(copy)
+
+
+def test_file_from_before_numeric_bins_loads_without_them(table, tmp_path):
+    """A model file written before the piecewise-linear view (no bins in its
+    encoder or parameters) loads as a model without that view."""
+    X, y = table
+    model = MoERegressor(**SMALL, numeric_bins=0).fit(X, y)
+    path = model.save(tmp_path / "old")
+    header = _header(path)
+    del header["encoder"]["numeric_bins"], header["params"]["numeric_bins"]
+    _write_header(path, header)
+    loaded = skmoe.load(path)
+    assert loaded.numeric_bins == 0
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
 def test_not_a_model_folder(tmp_path):

@@ -212,3 +212,48 @@ def test_quantile_view_matches_interpolation_with_ties():
         down = -np.interp(-new[:, j], -q[::-1], -levels[::-1])
         expected[:, j] = ndtri(np.clip(0.5 * (up + down), 1e-7, 1 - 1e-7))
     np.testing.assert_allclose(enc._quantile_normal(new), expected, rtol=0, atol=1e-12)
+
+
+def test_piecewise_linear_view_fills_quantile_bins():
+    """Each value fills the bins below it, part of its own bin (linearly) and
+    none above; tied edges are steps; values outside the training range are
+    clipped to [0, 1]."""
+    from skmoe._preprocessing import NumericEncoder
+
+    rng = np.random.default_rng(0)
+    n, bins = 5_000, 8
+    X = np.c_[rng.exponential(size=n), rng.integers(0, 3, n), np.ones(n)]
+    enc = NumericEncoder(bins).fit(X, np.ones(n))
+    edges = enc.bin_edges()
+    assert edges.shape == (bins + 1, 3)
+    np.testing.assert_allclose(edges[[0, -1], 0], [X[:, 0].min(), X[:, 0].max()])
+    new = np.r_[X[:500], [[-5.0, -1.0, 0.0], [1e6, 9.0, 2.0]]]
+    Z = enc.transform(new)
+    assert Z.shape == (len(new), enc.n_outputs) == (len(new), (2 + bins) * 3)
+    fill = Z[:, 6:].reshape(len(new), 3, bins)  # after the robust and quantile views
+    assert fill.min() >= 0.0 and fill.max() <= 1.0
+    # Column 0 (continuous): recover the value from its fills.
+    lo, hi = edges[:-1, 0], edges[1:, 0]
+    inside = (new[:, 0] >= lo[0]) & (new[:, 0] <= hi[-1])
+    recovered = lo[0] + fill[:, 0] @ (hi - lo)
+    np.testing.assert_allclose(recovered[inside], new[inside, 0], rtol=1e-12)
+    # Fills are ordered: a later bin is only entered once the earlier are full.
+    assert (np.diff(fill[:, 0], axis=1) <= 1e-12).all()
+    np.testing.assert_array_equal(fill[-2, 0], 0.0)  # below the range
+    np.testing.assert_array_equal(fill[-1, 0], 1.0)  # far above it
+    # Column 1 has three levels, so most bins are single points: 0/1 steps.
+    assert set(np.unique(fill[:-2, 1])) <= {0.0, 1.0}
+    # A constant column is all steps at its value.
+    np.testing.assert_array_equal(fill[:-2, 2], 1.0)
+    np.testing.assert_array_equal(fill[-2, 2], 0.0)
+
+
+def test_numeric_bins_sets_the_input_width():
+    df, y = make_table(400)
+    narrow = MoERegressor(numeric_bins=0, n_experts=2, max_epochs=2, random_state=0).fit(df, y)
+    wide = MoERegressor(numeric_bins=4, n_experts=2, max_epochs=2, random_state=0).fit(df, y)
+    n_numeric = int((~wide.schema_.is_categorical_).sum())
+    assert wide.encoder_.n_outputs - narrow.encoder_.n_outputs == 4 * n_numeric
+    assert wide.network_.bank.n_inputs == wide.encoder_.n_outputs
+    with pytest.raises(ValueError, match="numeric_bins"):
+        MoERegressor(numeric_bins=-1).fit(df, y)
