@@ -855,7 +855,10 @@ _COMMON_PARAMS_DOC = """
         column; Gorishniy et al., NeurIPS 2022). ``0`` leaves the third view
         out. The bins let an expert bend a column's effect at every bin edge;
         they widen the experts' input (and the routing space) by
-        ``numeric_bins`` per numeric column.
+        ``numeric_bins`` per numeric column. A table with fewer than
+        ``32 * numeric_bins`` distinct training rows gets one bin per 32 rows
+        (``encoder_.numeric_.n_bins_``), so that no bin is learned from a
+        handful of rows.
     learning_rate : float, default=1e-3
         AdamW learning rate.
     batch_size : int or "auto", default="auto"

@@ -199,6 +199,7 @@ def estimator_from_state(header: dict, arrays: dict, network):
     if numeric_bins < 0:
         raise ModelFileError(f"The number of numeric bins must be >= 0, got {numeric_bins}.")
     numeric = NumericEncoder(numeric_bins)
+    numeric.n_bins_ = numeric_bins
     for attr in _NUMERIC_ATTRS:
         setattr(numeric, attr, get(f"encoder/numeric/{attr}", "b" if attr == "has_missing_" else "f"))
     n_numeric = n_features - n_categorical

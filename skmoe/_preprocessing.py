@@ -62,11 +62,15 @@ class NumericEncoder:
     Parameters
     ----------
     n_bins : int, default=0
-        Bins of the piecewise-linear view; 0 leaves it out.
+        Bins of the piecewise-linear view; 0 leaves it out. A small table
+        gets fewer: at most one bin per ``rows_per_bin`` distinct training
+        rows (``n_bins_`` after fit), so that each bin's slope is learned from
+        more than a handful of rows.
     """
 
     clip = 3.0
     n_quantiles = 1000
+    rows_per_bin = 32
 
     def __init__(self, n_bins: int = 0) -> None:
         self.n_bins = n_bins
@@ -89,12 +93,15 @@ class NumericEncoder:
         self.scale_ = np.where(scale > 0, scale, 1.0)
         self.median_ = median
         self.has_missing_ = np.isnan(X).any(axis=0)
+        # Distinct rows: weighted rows arrive repeated (see expand_duplicates).
+        n_distinct = len(np.unique(X, axis=0)) if self.n_bins else 0
+        self.n_bins_ = min(self.n_bins, n_distinct // self.rows_per_bin)
         return self
 
     @property
     def _n_bins(self) -> int:
         # Models fitted before the piecewise-linear view existed have none.
-        return getattr(self, "n_bins", 0)
+        return getattr(self, "n_bins_", 0)
 
     @property
     def n_outputs(self) -> int:

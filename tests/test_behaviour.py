@@ -348,8 +348,8 @@ def test_parameter_counts_and_expert_usage(friedman, router, top_k):
             k: v for k, v in FAST.items() if k != "expert_width"
         }
     ).fit(X, y)
-    d = model.encoder_.n_outputs  # 6 columns, two views each
-    assert d == 12
+    d = model.encoder_.n_outputs  # 6 columns: robust, quantile and 16 bins each
+    assert d == 6 * (2 + 16)
     per_expert = (d * 16 + 16) + (16 * 16 + 16) + (16 + 1) + 2 * 16  # layers + PReLU slopes
     router_params = 4 * d + (4 if router == "learned" else 0)
     assert model.n_params_total_ == 4 * per_expert + router_params

@@ -47,7 +47,9 @@ def test_count_parameters_for_multiclass_outputs():
     X = rng.normal(size=(300, 4))
     y = np.digitize(X[:, 0], [-0.5, 0.5])
     model = MoEClassifier(n_experts=2, **SMALL).fit(X, y)
-    total, _ = count_parameters(8, 3, n_experts=2, expert_depth=2, expert_width=16)
+    n_inputs = model.network_.bank.n_inputs  # 4 columns, 2 views and 300 // 32 bins each
+    assert n_inputs == 4 * (2 + 300 // 32)
+    total, _ = count_parameters(n_inputs, 3, n_experts=2, expert_depth=2, expert_width=16)
     assert total == model.n_params_total_
 
 
