@@ -10,6 +10,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from ._dask import predict_dask
 from ._estimators import MoEClassifier, MoERegressor
 from ._persistence import InconsistentVersionWarning, load
+from ._search import search_space
 from ._torch.state import ModelFileError
 from ._theory import count_parameters, param_grid_for_budget, vc_dimension_bound
 
@@ -25,5 +26,6 @@ __all__ = [
     "load",
     "param_grid_for_budget",
     "predict_dask",
+    "search_space",
     "vc_dimension_bound",
 ]
