@@ -201,6 +201,14 @@ def report(path: Path, models: list[str] | None = None) -> None:
     print("| **mean rank** | | " + " | ".join(f"{frame[frame.model == m]['rank'].mean():.2f}" for m in models) + " |")
     print("| **mean normalised score** | | "
           + " | ".join(f"{frame[frame.model == m].normalised.mean():.3f}" for m in models) + " |")
+    # The first test: rank among the neural models alone (skmoe
+    # candidates count as neural).
+    neural = frame[frame.model.map(lambda m: m.split("-")[0] in NEURAL)].copy()
+    if neural.model.nunique() > 1:
+        neural["rank"] = neural.groupby(["dataset", "seed"]).score.rank(ascending=False, method="average")
+        ranks = neural.groupby("model")["rank"].mean()
+        print("| **mean rank among neural models** | | "
+              + " | ".join(f"{ranks[m]:.2f}" if m in ranks else "" for m in models) + " |")
     print(f"\nFit seconds (mean over seeds; {frame.seed.nunique()} seed(s), "
           f"{frame.dataset.nunique()} dataset(s)):\n")
     print("| dataset | " + " | ".join(models) + " |")
