@@ -570,14 +570,16 @@ class _BaseMoE(BaseEstimator):
         :class:`skmoe._torch.experts.ExpertBank`), so the answer is the same.
         """
         check_is_fitted(self, "network_")
-        Z = self.encoder_.transform(self._validate_X(X, reset=False))
+        X = self._validate_X(X, reset=False)
         device = self._network_device()
         # apply() routes the same chunks, so it names the expert predict() used.
         dtype = inference_dtype(device)
         results, start, chunk = [], 0, _PREDICT_CHUNK
         with torch.inference_mode(), self._threads():
-            while start < len(Z):
-                x = torch.from_numpy(np.ascontiguousarray(Z[start : start + chunk]))
+            while start < len(X):
+                # Encoded a chunk at a time: the encoding is about 18 numbers
+                # per numeric column, too many to hold for all rows at once.
+                x = torch.from_numpy(self.encoder_.transform(X[start : start + chunk]))
                 try:
                     results.append(fn(x.to(device, dtype)))
                 except torch.OutOfMemoryError as exc:

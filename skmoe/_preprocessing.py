@@ -134,13 +134,17 @@ class NumericEncoder:
         if not self._n_bins:
             return np.empty((len(X), 0))
         edges = self.bin_edges()
-        lo, hi = edges[:-1], edges[1:]  # (n_bins, d)
-        span = hi - lo
-        x = X[:, None, :]  # (n, 1, d)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        n_bins = self._n_bins
+        out = np.empty((len(X), X.shape[1] * n_bins))
+        # One column at a time: temporaries of (n, n_bins), not (n, n_bins, d).
+        for j in range(X.shape[1]):
+            lo, hi = edges[:-1, j], edges[1:, j]  # (n_bins,)
+            span = hi - lo
+            x = X[:, j, None]  # (n, 1)
             fill = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), x >= hi)
-        # column-major blocks: all bins of column 0, then column 1, ...
-        return np.clip(fill, 0.0, 1.0).transpose(0, 2, 1).reshape(len(X), -1)
+            # column-major blocks: all bins of column 0, then column 1, ...
+            np.clip(fill, 0.0, 1.0, out=out[:, j * n_bins : (j + 1) * n_bins])
+        return out
 
     def inverse_quantile_view(self, Q: np.ndarray) -> np.ndarray:
         """Values in the original units of points ``Q`` of the quantile view."""
