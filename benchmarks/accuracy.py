@@ -135,6 +135,18 @@ def evaluate(model, X, y, task: str) -> dict:
     }
 
 
+def fit_and_score(name: str, task: str, seed: int, X_tr, y_tr, X_te, y_te,
+                  skmoe_params: dict | None = None) -> dict:
+    """Fit one model at its defaults (or ``skmoe_params``); its fit seconds and test scores."""
+    model = make_model(name, task, seed, skmoe_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        model.fit(X_tr, y_tr)
+        seconds = time.perf_counter() - start
+    return dict(fit_seconds=seconds, **evaluate(model, X_te, y_te, task))
+
+
 def run(args) -> None:
     manifest = json.loads((args.data_dir / "manifest.json").read_text())
     done = {(r["dataset"], r["seed"], r["model"]) for r in read_results(args.results)}
@@ -149,19 +161,13 @@ def run(args) -> None:
                 label = args.label if args.label and name == "skmoe" else name
                 if (info["name"], seed, label) in done and not args.redo:
                     continue
-                model = make_model(name, info["task"], seed, args.skmoe_params)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    start = time.perf_counter()
-                    model.fit(X_tr, y_tr)
-                    seconds = time.perf_counter() - start
+                scores = fit_and_score(name, info["task"], seed, X_tr, y_tr, X_te, y_te, args.skmoe_params)
                 record = dict(dataset=info["name"], task=info["task"], seed=seed, model=label,
-                              fit_seconds=seconds, n_train=len(X_tr),
-                              **evaluate(model, X_te, y_te, info["task"]))
+                              n_train=len(X_tr), **scores)
                 with args.results.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 print(f"{info['name']:22s} seed {seed} {label:9s} score {record['score']:.4f} "
-                      f"fit {seconds:7.1f}s", flush=True)
+                      f"fit {record['fit_seconds']:7.1f}s", flush=True)
 
 
 def read_results(path: Path) -> list[dict]:
