@@ -246,6 +246,7 @@ def _info(args) -> int:
         "n_experts": int(model.n_experts_),
         "expert_depth": int(net.depth),
         "expert_width": int(net.width),
+        "expert_members": int(net.members),
         "prelu": bool(net.prelu),
         "n_features_in": int(model.n_features_in_),
         "features": None if names is None else [str(n) for n in names],
@@ -266,7 +267,7 @@ def _info(args) -> int:
           f"{summary['saved_with'].get('skmoe')}, torch {summary['saved_with'].get('torch')})")
     print(f"  router          {summary['router']}, top_k={summary['top_k']}")
     print(f"  experts         {summary['n_experts']} x (P)ReLU MLP, depth {summary['expert_depth']}, "
-          f"width {summary['expert_width']}, prelu={summary['prelu']}")
+          f"width {summary['expert_width']}, members {summary['expert_members']}, prelu={summary['prelu']}")
     features = summary["features"] or []
     shown = ", ".join(features[:8]) + (", ..." if len(features) > 8 else "")
     print(f"  inputs          {summary['n_features_in']} columns ({len(categorical)} categorical)"

@@ -52,6 +52,7 @@ from ._torch.device import inference_dtype, resolve_device
 from ._torch.experts import ExpertBank
 from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
 from ._torch.state import network_from_arrays, network_to_arrays
+from ._torch.experts import MemberLoss
 from ._torch.training import Split, TrainConfig, Trainer, log_loss, squared_error
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
@@ -74,6 +75,7 @@ class _BaseMoE(BaseEstimator):
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "expert_depth": [Interval(Integral, 0, None, closed="left")],
         "expert_width": [Interval(Integral, 1, None, closed="left")],
+        "expert_members": [Interval(Integral, 1, None, closed="left")],
         "prelu": ["boolean"],
         "router": [StrOptions({"voronoi", "learned"})],
         "voronoi_search": [StrOptions({"auto", "exact", "tree"})],
@@ -102,6 +104,7 @@ class _BaseMoE(BaseEstimator):
         n_experts: int = 8,
         expert_depth: int = 2,
         expert_width: int = 256,
+        expert_members: int = 1,
         prelu: bool = True,
         router: str = "voronoi",
         voronoi_search: str = "auto",
@@ -130,6 +133,7 @@ class _BaseMoE(BaseEstimator):
         self.n_experts = n_experts
         self.expert_depth = expert_depth
         self.expert_width = expert_width
+        self.expert_members = expert_members
         self.prelu = prelu
         self.router = router
         self.voronoi_search = voronoi_search
@@ -163,6 +167,10 @@ class _BaseMoE(BaseEstimator):
 
     def _y_tensor(self, y: np.ndarray, device: torch.device) -> torch.Tensor:
         raise NotImplementedError
+
+    def _member_loss(self) -> MemberLoss:
+        """The training loss, averaged over the members of ensemble experts."""
+        return MemberLoss(self._loss, self.expert_members, self._n_outputs())
 
     # -- fitting ---------------------------------------------------------------
     def _check_params(self) -> None:
@@ -304,12 +312,12 @@ class _BaseMoE(BaseEstimator):
                     self.network_, Z_tr, w_tr, self.n_experts, seed, self._use_tree(self.n_experts)
                 )
                 trainer = Trainer(
-                    self._loss, config, generator, epoch_offset=self.n_iter_, **checkpoint
+                    self._member_loss(), config, generator, epoch_offset=self.n_iter_, **checkpoint
                 )
                 with self._autocast(device):
                     network = trainer.fit_more(network, train, val, self.best_epoch_[source])
             else:
-                trainer = Trainer(self._loss, config, generator, **checkpoint)
+                trainer = Trainer(self._member_loss(), config, generator, **checkpoint)
                 bank, router = self._new_network(Z_tr, w_tr, seed, generator)
                 with self._autocast(device):
                     network = trainer.fit(bank, router, train, val)
@@ -379,7 +387,8 @@ class _BaseMoE(BaseEstimator):
     def _new_network(self, Z, w, seed, generator) -> tuple[ExpertBank, torch.nn.Module]:
         """A single shared expert (trained first) and the router of the mixture."""
         bank = ExpertBank(
-            1, Z.shape[1], self._n_outputs(), self.expert_depth, self.expert_width, self.prelu
+            1, Z.shape[1], self._n_outputs(), self.expert_depth, self.expert_width, self.prelu,
+            self.expert_members,
         )
         bank.reset_parameters(generator)
         if self.router == "learned":
@@ -404,6 +413,7 @@ class _BaseMoE(BaseEstimator):
             "expert_depth": bank.depth,
             "expert_width": bank.width if bank.depth else self.expert_width,
             "prelu": bank.prelu,
+            "expert_members": bank.members,
         }
         changed = {k: v for k, v in fitted.items() if getattr(self, k) != v}
         if changed:
@@ -823,6 +833,12 @@ _COMMON_PARAMS_DOC = """
         Hidden layers per expert (J). ``0`` gives linear experts.
     expert_width : int, default=256
         Units per hidden layer (W).
+    expert_members : int, default=1
+        Makes each expert a parameter-efficient ensemble of this many MLPs
+        (as in TabM-mini): the members share the hidden layers, differ by a
+        learned scale of the inputs and by their output layers, each learns
+        with its own loss, and the expert predicts their mean. A row still
+        runs through one expert, whose cost grows with the members.
     prelu : bool, default=True
         Learnable PReLU activations when True, ReLU when False.
     router : {"voronoi", "learned"}, default="voronoi"
@@ -1149,6 +1165,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         n_experts: int = 8,
         expert_depth: int = 2,
         expert_width: int = 256,
+        expert_members: int = 1,
         prelu: bool = True,
         router: str = "voronoi",
         voronoi_search: str = "auto",
@@ -1177,6 +1194,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             n_experts=n_experts,
             expert_depth=expert_depth,
             expert_width=expert_width,
+            expert_members=expert_members,
             prelu=prelu,
             router=router,
             voronoi_search=voronoi_search,

@@ -6,7 +6,7 @@
                        parameters, fitted scalars, and every array file with
                        its size and SHA-256
     arrays.npz         input encoding, router and fitted arrays
-    experts/*.npz      one shard per expert: its weights, biases and slopes
+    experts/*.npz      one shard per expert: its weights, biases, slopes and adapters
 
 and :func:`load` reads it back with ``json`` and ``numpy.load(...,
 allow_pickle=False)``: nothing in the folder can run code. Every array is
@@ -177,6 +177,8 @@ def estimator_from_state(header: dict, arrays: dict, network):
         numeric_bins = int(enc_spec.get("numeric_bins", 0))
         if "numeric_bins" not in header["params"]:
             est.set_params(numeric_bins=0)
+        if "expert_members" not in header["params"]:  # written before ensemble experts
+            est.set_params(expert_members=1)
         n_features = int(fitted["n_features_in_"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None

@@ -18,10 +18,14 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = ["count_parameters", "param_grid_for_budget", "vc_dimension_bound"]
 
 
-def _expert_params(n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool) -> int:
-    dims = [n_inputs] + [width] * depth + [n_outputs]
+def _expert_params(
+    n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
+) -> int:
+    # An ensemble expert has one head per member and its members' input scales.
+    dims = [n_inputs] + [width] * depth + [n_outputs * members]
     linear = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-    return linear + (depth * width if prelu else 0)
+    adapters = members * n_inputs if members > 1 else 0
+    return linear + (depth * width if prelu else 0) + adapters
 
 
 def _router_params(n_inputs: int, n_experts: int, router: str) -> int:
@@ -39,6 +43,7 @@ def count_parameters(
     prelu: bool = True,
     router: str = "voronoi",
     top_k: int = 1,
+    expert_members: int = 1,
 ) -> tuple[int, int]:
     """Total and active parameters of a mixture of this shape.
 
@@ -50,7 +55,7 @@ def count_parameters(
     n_outputs : int, default=1
         Outputs of each expert: 1 for regression and binary classification,
         the number of classes for multiclass.
-    n_experts, expert_depth, expert_width, prelu, router, top_k
+    n_experts, expert_depth, expert_width, prelu, router, top_k, expert_members
         As in :class:`~skmoe.MoERegressor`.
 
     Returns
@@ -67,7 +72,7 @@ def count_parameters(
     >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8)
     (460, 145)
     """
-    per_expert = _expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu)
+    per_expert = _expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu, expert_members)
     router_params = _router_params(n_inputs, n_experts, router)
     return n_experts * per_expert + router_params, top_k * per_expert + router_params
 

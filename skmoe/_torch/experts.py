@@ -7,6 +7,16 @@ snapshotting single experts cheap. In the forward pass the stacks are
 ``unbind``-ed once: indexing ``W[e]`` separately for each expert inside the
 graph would make the backward cost grow with the square of the number of
 experts.
+
+An expert can be a parameter-efficient ensemble of ``members`` MLPs, as in
+TabM-mini (Gorishniy et al., "TabM: Advancing Tabular Deep Learning with
+Parameter-Efficient Ensembling", ICLR 2025): the members share every weight
+matrix but the output layer, and each scales the inputs by its own adapter
+(initialised to random signs, so that the members differ from the start).
+Each member has its own output layer and, in training, its own loss;
+predictions are the members' mean. (Scaling the first layer's outputs
+instead, which runs that layer once per row rather than once per member, was
+measured and lost accuracy: ``docs/benchmarks.md``.)
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ from torch import nn
 _INFERENCE_ROW_MULTIPLE = 16
 # At inference an expert runs on at most this many rows at a time.
 _INFERENCE_BLOCK = 8192
+# The parameter groups of a bank, in the order of ``parameters()`` and of an
+# expert's state.
+PARAM_GROUPS = ("weights", "biases", "slopes", "adapters")
 
 
 class ExpertBank(nn.Module):
@@ -40,6 +53,10 @@ class ExpertBank(nn.Module):
     prelu : bool
         Learnable PReLU slopes (one per unit and expert) when True, ReLU
         otherwise.
+    members : int, default=1
+        Ensemble members per expert. With more than one, the output layer
+        holds every member's head side by side (``members * n_outputs``
+        columns) and ``adapters`` the members' scales of the inputs.
     """
 
     def __init__(
@@ -50,11 +67,13 @@ class ExpertBank(nn.Module):
         depth: int,
         width: int,
         prelu: bool,
+        members: int = 1,
     ) -> None:
         super().__init__()
         self.n_experts = n_experts
         self.prelu = prelu
-        dims = [n_inputs] + [width] * depth + [n_outputs]
+        self.members = members
+        dims = [n_inputs] + [width] * depth + [n_outputs * members]
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(n_experts, d_in, d_out))  # (E, in, out)
             for d_in, d_out in zip(dims[:-1], dims[1:])
@@ -67,6 +86,11 @@ class ExpertBank(nn.Module):
         self.slopes = nn.ParameterList(
             nn.Parameter(torch.full((n_experts, width), 0.25))  # (E, W)
             for _ in range(depth if prelu else 0)
+        )
+        # Members' input scales; a single MLP has none.
+        self.adapters = nn.ParameterList(
+            nn.Parameter(torch.ones(n_experts, members, n_inputs))  # (E, k, in)
+            for _ in range(1 if members > 1 else 0)
         )
 
     @property
@@ -83,6 +107,9 @@ class ExpertBank(nn.Module):
                     param.copy_((2.0 * noise - 1.0) * bound)
             for slope in self.slopes:
                 slope.fill_(0.25)
+            for adapter in self.adapters:  # random signs: members differ from the start
+                signs = torch.randint(0, 2, adapter.shape, generator=generator)
+                adapter.copy_(2.0 * signs - 1.0)
 
     def forward_groups(
         self, inputs: Sequence[torch.Tensor | None]
@@ -107,17 +134,20 @@ class ExpertBank(nn.Module):
             weights = [w.to(dtype).unbind(0) for w in self.weights]  # per layer: E x (in, out)
             biases = [b.to(dtype).unbind(0) for b in self.biases]
             slopes = [a.to(dtype).unbind(0) for a in self.slopes]
+            adapters = [a.to(dtype).unbind(0) for a in self.adapters]
         else:
             # Without a graph, cast only the experts that have rows (the same
             # values): a single-row prediction then costs one expert's cast.
             weights = [_Cast(w, dtype) for w in self.weights]
             biases = [_Cast(b, dtype) for b in self.biases]
             slopes = [_Cast(a, dtype) for a in self.slopes]
+            adapters = [_Cast(a, dtype) for a in self.adapters]
         return [
             None
             if h is None or h.shape[0] == 0
             else mlp_forward(
-                h, [w[e] for w in weights], [b[e] for b in biases], [a[e] for a in slopes], self.prelu
+                h, [w[e] for w in weights], [b[e] for b in biases], [a[e] for a in slopes], self.prelu,
+                adapters[0][e] if adapters else None,
             )
             for e, h in enumerate(inputs)
         ]
@@ -128,7 +158,7 @@ class ExpertBank(nn.Module):
 
     @property
     def n_outputs(self) -> int:
-        return self.weights[-1].shape[2]
+        return self.weights[-1].shape[2] // self.members
 
     @property
     def width(self) -> int:
@@ -147,9 +177,9 @@ class ExpertBank(nn.Module):
         nn.Module.__init__(bank)
         bank.n_experts = len(idx)
         bank.prelu = self.prelu
-        bank.weights = nn.ParameterList(nn.Parameter(w[idx].clone()) for w in self.weights)
-        bank.biases = nn.ParameterList(nn.Parameter(b[idx].clone()) for b in self.biases)
-        bank.slopes = nn.ParameterList(nn.Parameter(a[idx].clone()) for a in self.slopes)
+        bank.members = self.members
+        for group in PARAM_GROUPS:
+            setattr(bank, group, nn.ParameterList(nn.Parameter(p[idx].clone()) for p in getattr(self, group)))
         return bank
 
     def expert_state(self, expert: int) -> list[torch.Tensor]:
@@ -177,17 +207,37 @@ class _Cast:
         return self.stack[e].to(self.dtype)
 
 
+def split_state(
+    state: Sequence[torch.Tensor], n_layers: int, prelu: bool
+) -> tuple[list, list, list, bool, torch.Tensor | None]:
+    """An expert's flat state (bank order) as ``(weights, biases, slopes, prelu, adapter)``,
+    the arguments of :func:`mlp_forward`."""
+    n_slopes = n_layers - 1 if prelu else 0
+    weights, biases = list(state[:n_layers]), list(state[n_layers : 2 * n_layers])
+    slopes = list(state[2 * n_layers : 2 * n_layers + n_slopes])
+    rest = state[2 * n_layers + n_slopes :]
+    return weights, biases, slopes, prelu, (rest[0] if rest else None)
+
+
 def mlp_forward(
     h: torch.Tensor,
     weights: Sequence[torch.Tensor],
     biases: Sequence[torch.Tensor],
     slopes: Sequence[torch.Tensor],
     prelu: bool,
+    adapter: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One expert on its rows ``h`` ``(n, n_inputs)``: ``(n, n_outputs)``.
+    """One expert on its rows ``h`` ``(n, n_inputs)``.
 
     ``weights[i]`` is ``(in, out)``, ``biases[i]`` ``(out,)`` and ``slopes[i]``
-    ``(width,)`` (none for ReLU).
+    ``(width,)`` (none for ReLU). ``adapter`` ``(k, n_inputs)`` makes the
+    expert an ensemble of ``k`` members: member ``j`` sees the inputs scaled
+    by ``adapter[j]``, and its head is the ``j``-th block of ``n_outputs``
+    columns of the output layer.
+
+    Returns ``(n, n_outputs)``; for an ensemble while training (gradients
+    enabled), every member's output instead, ``(n, k * n_outputs)`` (member
+    by member), for the per-member loss of :class:`MemberLoss`.
     """
     # BLAS rounds the rows of a ragged last tile differently: padding the rows
     # to a multiple of the tile height at inference makes a row's output
@@ -199,11 +249,44 @@ def mlp_forward(
         # Blocks whose activations stay in cache (measured 1.3x faster on
         # 100k rows); rows are independent, so the result is the same.
         return torch.cat(
-            [mlp_forward(block, weights, biases, slopes, prelu) for block in h.split(_INFERENCE_BLOCK)]
+            [mlp_forward(block, weights, biases, slopes, prelu, adapter) for block in h.split(_INFERENCE_BLOCK)]
         )
     if n % pad_to:
         h = torch.cat([h, h.new_zeros(pad_to - n % pad_to, h.shape[1])])
+    if adapter is not None:
+        h = (h.unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in), a row's members adjacent
     for layer in range(len(weights) - 1):
         h = torch.addmm(biases[layer], h, weights[layer])
         h = F.prelu(h, slopes[layer]) if prelu else F.relu(h)
-    return torch.addmm(biases[-1], h, weights[-1])[:n]
+    if adapter is None:
+        return torch.addmm(biases[-1], h, weights[-1])[:n]
+    # Each member through its own head: (k, rows, width) @ (k, width, o).
+    k = adapter.shape[0]
+    width, o = h.shape[1], weights[-1].shape[1] // k
+    heads = weights[-1].view(width, k, o).transpose(0, 1)
+    out = torch.baddbmm(biases[-1].view(k, 1, o), h.view(-1, k, width).transpose(0, 1), heads)
+    out = out.transpose(0, 1)[:n]  # (n, k, o)
+    return out.flatten(1) if torch.is_grad_enabled() else out.mean(dim=1)
+
+
+class MemberLoss:
+    """A per-row loss that averages over the members of an ensemble expert.
+
+    Called on every member's outputs ``(n, members * n_outputs)`` (training),
+    it is the mean of each member's own loss, so that every member learns to
+    predict on its own (a loss of the members' mean would let them
+    specialise on each other's errors); on ``(n, n_outputs)`` (the members'
+    mean, at validation) it is ``loss_fn`` itself. A class rather than a
+    closure, so that expert jobs pickle to worker processes.
+    """
+
+    def __init__(self, loss_fn, members: int, n_outputs: int) -> None:
+        self.loss_fn, self.members, self.n_outputs = loss_fn, members, n_outputs
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = self.members
+        if k == 1 or out.shape[1] != k * self.n_outputs:
+            return self.loss_fn(out, y)
+        n = out.shape[0]
+        per_member = self.loss_fn(out.reshape(n * k, self.n_outputs), y.repeat_interleave(k, dim=0))
+        return per_member.view(n, k).mean(dim=1)

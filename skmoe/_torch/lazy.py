@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._theory import _expert_params
-from .experts import ExpertBank, mlp_forward
+from .experts import PARAM_GROUPS, ExpertBank, mlp_forward
 from .state import bank_sizes, expert_from_shard
 
 ExpertParams = dict[str, list[torch.Tensor]]
@@ -47,7 +47,8 @@ class LazyExpertBank(nn.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.n_experts, self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu = bank_sizes(spec)
+        (self.n_experts, self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu,
+         self.members) = bank_sizes(spec)
         self.read_shard = read_shard
         self.max_in_memory = max_in_memory
         self.device = torch.device(device)
@@ -80,20 +81,22 @@ class LazyExpertBank(nn.Module):
                 outputs.append(None)
                 continue
             p = self._expert(e)
-            cast = [[t.to(h.dtype) for t in p[k]] for k in ("weights", "biases", "slopes")]
-            outputs.append(mlp_forward(h, *cast, self.prelu))
+            weights, biases, slopes, adapters = ([t.to(h.dtype) for t in p[k]] for k in PARAM_GROUPS)
+            outputs.append(mlp_forward(h, weights, biases, slopes, self.prelu, adapters[0] if adapters else None))
         return outputs
 
     def n_params_per_expert(self) -> int:
-        return _expert_params(self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu)
+        return _expert_params(self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu, self.members)
 
     def materialize(self) -> ExpertBank:
         """An ordinary bank holding every expert (reads every shard; not cached)."""
-        bank = ExpertBank(self.n_experts, self.n_inputs, self.n_outputs, self.depth, max(self.width, 1), self.prelu)
+        bank = ExpertBank(
+            self.n_experts, self.n_inputs, self.n_outputs, self.depth, max(self.width, 1), self.prelu, self.members
+        )
         with torch.no_grad():
             for e in range(self.n_experts):
                 params = self._cache.get(e) or expert_from_shard(self.spec, self.read_shard(e))
-                for group in ("weights", "biases", "slopes"):
+                for group in PARAM_GROUPS:
                     for param, value in zip(getattr(bank, group), params[group]):
                         param[e].copy_(value)
         return bank.to(self.device).eval()

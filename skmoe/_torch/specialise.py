@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .experts import mlp_forward
+from .experts import mlp_forward, split_state
 from .stopping import EarlyStopping
 
 _EVAL_CHUNK = 65_536
@@ -52,7 +52,7 @@ class ExpertJob:
     """
 
     experts: np.ndarray  # (n_group,) global expert indices
-    states: list[list[np.ndarray]]  # per expert: weights, biases, slopes (bank order)
+    states: list[list[np.ndarray]]  # per expert: weights, biases, slopes, adapters (bank order)
     n_layers: int  # linear layers per expert (depth + 1)
     prelu: bool
     train: CellRows
@@ -243,8 +243,7 @@ class _Run:
 
     # -- helpers --------------------------------------------------------------
     def _forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        params, n = self.params[e], self.job.n_layers
-        return mlp_forward(x, params[:n], params[n : 2 * n], params[2 * n :], self.job.prelu)
+        return mlp_forward(x, *split_state(self.params[e], self.job.n_layers, self.job.prelu))
 
     @torch.no_grad()
     def _val_losses(self) -> np.ndarray:

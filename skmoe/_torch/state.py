@@ -5,8 +5,8 @@ never unpickles a torch object: no code runs, no CUDA device is needed, and
 torch's own serialisation format can change without breaking old files.
 
 The description is a JSON-ready ``spec`` plus named arrays: ``router/...``
-for the router, and ``bank/weight{i}``, ``bank/bias{i}``, ``bank/slope{i}``
-stacked over experts (first axis), which :func:`split_experts` cuts into one
+for the router, and ``bank/weights{i}``, ``bank/biases{i}``, ``bank/slopes{i}``
+(and ``bank/adapters0`` for ensemble experts) stacked over experts (first axis), which :func:`split_experts` cuts into one
 shard per expert (read back one at a time by :func:`expert_from_shard`).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .experts import ExpertBank
+from .experts import PARAM_GROUPS, ExpertBank
 from .routing import LearnedRouter, MoENetwork, PrototypeTree, VoronoiRouter
 
 
@@ -35,9 +35,10 @@ def network_to_arrays(network: MoENetwork) -> tuple[dict, dict[str, np.ndarray]]
         "depth": bank.depth,
         "width": int(bank.width),
         "prelu": bool(bank.prelu),
+        "members": int(bank.members),
     }
     arrays = {}
-    for group in ("weights", "biases", "slopes"):
+    for group in PARAM_GROUPS:
         for i, param in enumerate(getattr(bank, group)):
             arrays[f"bank/{group}{i}"] = _numpy(param)
     if isinstance(router, VoronoiRouter):
@@ -68,39 +69,46 @@ def network_from_arrays(spec: dict, arrays: dict[str, np.ndarray]) -> MoENetwork
     return network
 
 
-def bank_sizes(spec: dict) -> tuple[int, int, int, int, int, bool]:
-    """``(n_experts, n_inputs, n_outputs, depth, width, prelu)`` of a checked spec."""
+def bank_sizes(spec: dict) -> tuple[int, int, int, int, int, bool, int]:
+    """``(n_experts, n_inputs, n_outputs, depth, width, prelu, members)`` of a checked spec.
+
+    Files written before ensemble experts existed have no ``members``: one.
+    """
     try:
         E, d, n_out = int(spec["n_experts"]), int(spec["n_inputs"]), int(spec["n_outputs"])
         depth, width, prelu = int(spec["depth"]), int(spec["width"]), bool(spec["prelu"])
+        members = int(spec.get("members", 1))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The network description is incomplete or malformed: {exc!r}.") from None
-    if min(E, d, n_out) < 1 or depth < 0 or (depth and width < 1):
+    if min(E, d, n_out, members) < 1 or depth < 0 or (depth and width < 1):
         raise ModelFileError(f"The network description has impossible sizes: {spec}.")
-    return E, d, n_out, depth, width, prelu
+    return E, d, n_out, depth, width, prelu, members
 
 
 def bank_from_arrays(spec: dict, arrays: dict[str, np.ndarray]) -> ExpertBank:
     """The experts, from ``bank/...`` arrays stacked over experts."""
-    E, d, n_out, depth, width, prelu = bank_sizes(spec)
-    bank = ExpertBank(E, d, n_out, depth, max(width, 1), prelu)
+    E, d, n_out, depth, width, prelu, members = bank_sizes(spec)
+    bank = ExpertBank(E, d, n_out, depth, max(width, 1), prelu, members)
     with torch.no_grad():
-        for group in ("weights", "biases", "slopes"):
+        for group in PARAM_GROUPS:
             for i, param in enumerate(getattr(bank, group)):
                 param.copy_(_tensor(arrays, f"bank/{group}{i}", tuple(param.shape), "float"))
     return bank
 
 
 def expert_from_shard(spec: dict, shard: dict[str, np.ndarray]) -> dict[str, list[torch.Tensor]]:
-    """One expert's ``weights``, ``biases`` and ``slopes`` from its shard, checked."""
-    _, d, n_out, depth, width, prelu = bank_sizes(spec)
-    dims = [d] + [width] * depth + [n_out]
+    """One expert's ``weights``, ``biases``, ``slopes`` and ``adapters`` from its shard, checked."""
+    _, d, n_out, depth, width, prelu, members = bank_sizes(spec)
+    dims = [d] + [width] * depth + [n_out * members]
     return {
         "weights": [
             _tensor(shard, f"weights{i}", (a, b), "float") for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
         ],
         "biases": [_tensor(shard, f"biases{i}", (b,), "float") for i, b in enumerate(dims[1:])],
         "slopes": [_tensor(shard, f"slopes{i}", (width,), "float") for i in range(depth if prelu else 0)],
+        "adapters": [
+            _tensor(shard, "adapters0", (members, d), "float") for _ in range(members > 1)
+        ],
     }
 
 

@@ -1,0 +1,146 @@
+"""Ensemble experts (``expert_members``): forward pass, loss, fitting, files."""
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import skmoe
+from skmoe import MoEClassifier, MoERegressor, count_parameters
+from skmoe._torch.experts import ExpertBank, MemberLoss, mlp_forward
+from skmoe._torch.training import log_loss, squared_error
+
+SMALL = dict(n_experts=3, expert_width=16, max_epochs=5, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(400, 4)), columns=list("abcd"))
+    X["plan"] = pd.Series(rng.choice(["basic", "pro"], 400)).astype("category")
+    y = X["a"] * 2 + np.sin(3 * X["c"]) + (X["plan"] == "pro") + rng.normal(0, 0.1, 400)
+    return X, y.to_numpy()
+
+
+def _bank(members, n_outputs=2, depth=2):
+    bank = ExpertBank(2, 5, n_outputs, depth, 8, prelu=True, members=members)
+    bank.reset_parameters(torch.Generator().manual_seed(0))
+    return bank
+
+
+def test_members_are_separate_mlps_sharing_hidden_layers():
+    """Each member is the MLP that sees the inputs scaled by its adapter and
+    whose output layer is its own block of columns; outside training the
+    expert returns the members' mean."""
+    k, o = 3, 2
+    bank = _bank(k, o)
+    x = torch.randn(7, 5)
+    e = 1
+    w = [p[e] for p in bank.weights]
+    b = [p[e] for p in bank.biases]
+    a = [p[e] for p in bank.slopes]
+    adapter = bank.adapters[0][e]
+    assert set(adapter.detach().unique().tolist()) <= {-1.0, 1.0}  # random signs
+    with torch.no_grad():
+        members = [
+            mlp_forward(x * adapter[j], w[:-1] + [w[-1][:, j * o : (j + 1) * o]],
+                        b[:-1] + [b[-1][j * o : (j + 1) * o]], a, True)
+            for j in range(k)
+        ]
+        mean = bank.forward_groups([None, x])[1]
+    torch.testing.assert_close(mean, torch.stack(members).mean(0))
+    each = bank.forward_groups([None, x])  # gradients on: every member's output
+    assert each[1].shape == (7, k * o)
+    torch.testing.assert_close(each[1].detach(), torch.cat(members, dim=1))
+
+
+def test_linear_ensemble_experts_scale_their_inputs():
+    bank = _bank(4, n_outputs=1, depth=0)
+    x = torch.randn(3, 5)
+    w, b, adapter = bank.weights[0][0], bank.biases[0][0], bank.adapters[0][0]
+    with torch.no_grad():
+        members = torch.stack([(x * adapter[j]) @ w[:, j : j + 1] + b[j] for j in range(4)])
+        torch.testing.assert_close(bank.forward_groups([x, None])[0], members.mean(0))
+
+
+@pytest.mark.parametrize("base, y", [
+    (squared_error, torch.randn(6, 2)),
+    (log_loss, torch.tensor([0, 1, 1, 0, 2, 1])),
+])
+def test_member_loss_is_the_mean_of_each_members_loss(base, y):
+    k = 4
+    n_out = 2 if base is squared_error else 3
+    loss = MemberLoss(base, k, n_out)
+    out = torch.randn(6, k * n_out)
+    expected = torch.stack([base(out[:, j * n_out : (j + 1) * n_out], y) for j in range(k)]).mean(0)
+    torch.testing.assert_close(loss(out, y), expected)
+    mean = torch.randn(6, n_out)  # the members' mean, at validation: the plain loss
+    torch.testing.assert_close(loss(mean, y), base(mean, y))
+    assert pickle.loads(pickle.dumps(loss))(out, y).shape == (6,)  # goes to worker processes
+
+
+@pytest.mark.parametrize("Estimator", [MoERegressor, MoEClassifier])
+def test_fit_predict_and_parameter_count(Estimator, table):
+    X, y = table
+    target = y if Estimator is MoERegressor else np.digitize(y, [-1, 1])
+    model = Estimator(**SMALL, expert_members=4).fit(X, target)
+    bank = model.network_.bank
+    assert bank.members == 4 and bank.adapters[0].shape == (3, 4, bank.n_inputs)
+    total, active = count_parameters(
+        bank.n_inputs, bank.n_outputs, n_experts=3, expert_width=16, expert_members=4
+    )
+    assert (model.n_params_total_, model.n_params_active_) == (total, active)
+    pred = model.predict(X)
+    assert pred.shape == (len(X),)
+    if Estimator is MoEClassifier:
+        proba = model.predict_proba(X)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    # The same seed gives the same model.
+    again = Estimator(**SMALL, expert_members=4).fit(X, target)
+    np.testing.assert_array_equal(again.predict(X), pred)
+
+
+def test_members_stay_different_after_training(table):
+    X, y = table
+    bank = MoERegressor(**SMALL, expert_members=4).fit(X, y).network_.bank
+    heads = bank.weights[-1].detach()[0].T  # (members * 1, width): one row per member
+    assert torch.cdist(heads, heads).triu(1).max() > 1e-3
+
+
+def test_expert_jobs_in_workers_give_the_same_model(table):
+    X, y = table
+    one = MoERegressor(**SMALL, expert_members=3, n_jobs=1).fit(X, y)
+    two = MoERegressor(**SMALL, expert_members=3, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(one.predict(X), two.predict(X))
+
+
+def test_warm_start_refuses_a_new_member_count(table):
+    X, y = table
+    model = MoERegressor(**SMALL, expert_members=2, warm_start=True).fit(X, y)
+    model.set_params(expert_members=4, n_experts=4)
+    with pytest.raises(ValueError, match="expert_members=4 \\(fitted: 2\\)"):
+        model.fit(X, y)
+
+
+def test_files_pickles_and_lazy_loading_keep_the_members(table, tmp_path):
+    X, y = table
+    model = MoERegressor(**SMALL, expert_members=3).fit(X, y)
+    path = model.save(tmp_path / "m")
+    for loaded in (skmoe.load(path), skmoe.load(path, lazy=True), pickle.loads(pickle.dumps(model))):
+        assert loaded.expert_members == 3
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_file_from_before_members_loads_as_single_mlps(table, tmp_path):
+    X, y = table
+    model = MoERegressor(**SMALL, expert_members=1).fit(X, y)
+    path = model.save(tmp_path / "old")
+    header = json.loads((path / "model.json").read_text())
+    del header["network"]["members"], header["params"]["expert_members"]
+    (path / "model.json").write_text(json.dumps(header))
+    loaded = skmoe.load(path)
+    assert loaded.expert_members == 1 and loaded.network_.bank.members == 1
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
