@@ -53,7 +53,7 @@ def main() -> None:
     y = df.pop(info["target"]).to_numpy(dtype=float)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = MoERegressor(max_epochs=5, random_state=0).fit(df, y)
+        model = MoERegressor(expert_width=256, expert_members=1, max_epochs=5, random_state=0).fit(df, y)
         path = model.save(tmp / "model")
         print(f"model: {model.n_experts_} experts, {model.n_params_total_:,} parameters; "
               f"chunks of {args.chunk_size:,} rows")

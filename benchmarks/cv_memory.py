@@ -69,7 +69,9 @@ def main() -> None:
         rss.append(rss_mib())
         return score
 
-    model = MoERegressor(max_epochs=args.max_epochs, early_stopping=False, random_state=0)
+    model = MoERegressor(
+        expert_width=256, expert_members=1, max_epochs=args.max_epochs, early_stopping=False, random_state=0
+    )
     start = time.perf_counter()
     before = rss_mib()
     scores = cross_val_score(model, df, y, cv=KFold(args.folds, shuffle=True, random_state=0), scoring=scorer)

@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     X, y = load(args.data_dir, args.dataset)
-    params = dict(n_experts=args.experts, expert_width=args.width, max_epochs=args.epochs,
+    params = dict(n_experts=args.experts, expert_width=args.width, expert_members=1, max_epochs=args.epochs,
                   early_stopping=False, n_iter_no_change=args.epochs, random_state=0)
 
     # The jobs' payload, caught as the trainer builds it.

@@ -51,7 +51,7 @@ def main() -> int:
 
     X, y = load_california_housing(numeric_only=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0)
-    params = dict(n_experts=16, max_epochs=20, random_state=0)
+    params = dict(n_experts=16, expert_width=256, expert_members=1, max_epochs=20, random_state=0)
     fitted = {}
     for where in ("cpu", device):
         start = time.perf_counter()
@@ -75,7 +75,8 @@ def main() -> int:
 
     Xb, yb = make_friedman1(n_samples=256 * 40, n_features=20, random_state=0)
     big = MoERegressor(
-        n_experts=256, expert_width=1024, max_epochs=1, early_stopping=False, random_state=0, device=device
+        n_experts=256, expert_width=1024, expert_members=1, max_epochs=1, early_stopping=False,
+        random_state=0, device=device
     ).fit(Xb, yb)
     experts = big.apply(Xb)
     rows = Xb[experts == np.bincount(experts).argmax()]

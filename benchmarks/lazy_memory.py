@@ -73,7 +73,7 @@ def main() -> None:
         if not (path / "model.json").is_file():
             start = time.perf_counter()
             model = MoERegressor(
-                n_experts=args.experts, expert_width=args.width, max_epochs=1, early_stopping=False,
+                n_experts=args.experts, expert_width=args.width, expert_members=1, max_epochs=1, early_stopping=False,
                 batch_size=64, random_state=0,
             ).fit(X, y)
             model.save(path)

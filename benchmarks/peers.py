@@ -58,11 +58,11 @@ MODELS = {
     ),
     "skorch NeuralNetRegressor": _skorch,
     "skmoe, 1 expert": lambda seed: MoERegressor(
-        n_experts=1, expert_depth=2, expert_width=256, batch_size=256, max_epochs=5,
+        n_experts=1, expert_depth=2, expert_width=256, expert_members=1, batch_size=256, max_epochs=5,
         early_stopping=False, random_state=seed,
     ),
     "skmoe, 64 experts": lambda seed: MoERegressor(
-        n_experts=64, expert_depth=2, expert_width=256, batch_size=256, max_epochs=3,
+        n_experts=64, expert_depth=2, expert_width=256, expert_members=1, batch_size=256, max_epochs=3,
         early_stopping=False, random_state=seed,
     ),
 }

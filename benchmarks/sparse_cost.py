@@ -45,7 +45,7 @@ def main() -> None:
         epochs, predicts = [], []
         for r in range(max(1, args.repeats // 2)):  # fits are long: fewer repeats
             model = MoERegressor(
-                n_experts=L, expert_depth=2, expert_width=256, max_epochs=args.epochs,
+                n_experts=L, expert_depth=2, expert_width=256, expert_members=1, max_epochs=args.epochs,
                 early_stopping=False, random_state=r,
             ).fit(X, y)
             phase = "shared" if L == 1 else "specialise"

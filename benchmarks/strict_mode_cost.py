@@ -24,7 +24,8 @@ import json, time
 from sklearn.datasets import make_friedman1
 from skmoe import MoERegressor
 X, y = make_friedman1(n_samples=20_000, n_features=20, random_state=0)
-model = MoERegressor(n_experts=8, max_epochs=5, early_stopping=False, random_state=0)
+model = MoERegressor(n_experts=8, expert_width=256, expert_members=1, max_epochs=5,
+                     early_stopping=False, random_state=0)
 start = time.perf_counter(); model.fit(X, y); fit = time.perf_counter() - start
 start = time.perf_counter(); model.predict(X); predict = time.perf_counter() - start
 print(json.dumps({"fit": fit, "predict": predict}))

@@ -52,13 +52,14 @@ def shapes(budget: int, kind: str, n_inputs: int, n_experts) -> list[tuple[int, 
 
 def run(name, X, y, budgets, n_experts, max_epochs, seed=0):
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=seed)
-    probe = MoERegressor(n_experts=1, expert_width=2, max_epochs=1).fit(X_tr[:200], y_tr[:200])
+    probe = MoERegressor(n_experts=1, expert_width=2, expert_members=1, max_epochs=1).fit(X_tr[:200], y_tr[:200])
     n_inputs = probe.network_.bank.weights[0].shape[1]
     rows = []
     for kind, budget in budgets.items():
         for L, W in shapes(budget, kind, n_inputs, n_experts):
             model = MoERegressor(
-                n_experts=L, expert_width=W, max_epochs=max_epochs, random_state=seed
+                # The paper's model: plain MLP experts (the budget counts them so).
+                n_experts=L, expert_width=W, expert_members=1, max_epochs=max_epochs, random_state=seed
             ).fit(X_tr, y_tr)
             rmse = mean_squared_error(y_te, model.predict(X_te)) ** 0.5
             rows.append((name, kind, budget, L, W, model.n_params_total_, model.n_params_active_, rmse))

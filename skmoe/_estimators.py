@@ -103,8 +103,8 @@ class _BaseMoE(BaseEstimator):
         *,
         n_experts: int = 8,
         expert_depth: int = 2,
-        expert_width: int = 256,
-        expert_members: int = 1,
+        expert_width: int = 128,
+        expert_members: int = 8,
         prelu: bool = True,
         router: str = "voronoi",
         voronoi_search: str = "auto",
@@ -831,9 +831,9 @@ _COMMON_PARAMS_DOC = """
         (two with ``router="learned", top_k=2``).
     expert_depth : int, default=2
         Hidden layers per expert (J). ``0`` gives linear experts.
-    expert_width : int, default=256
+    expert_width : int, default=128
         Units per hidden layer (W).
-    expert_members : int, default=1
+    expert_members : int, default=8
         Makes each expert a parameter-efficient ensemble of this many MLPs
         (as in TabM-mini): the members share the hidden layers, differ by a
         learned scale of the inputs and by their output layers, each learns
@@ -1001,9 +1001,10 @@ _COMMON_ATTRS_DOC = """
 class MoERegressor(RegressorMixin, _BaseMoE):
     __doc__ = f"""Mixture of (P)ReLU MLP experts for regression.
 
-    Each row is routed to one small MLP expert, by default the one whose
-    Voronoi prototype is nearest (the MoMLP of Kratsios et al., TMLR 2025).
-    Inputs are scaled internally and the target is standardised; predictions
+    Each row is routed to one expert, by default the one whose Voronoi
+    prototype is nearest (the MoMLP of Kratsios et al., TMLR 2025); each
+    expert is a small (P)ReLU MLP, by default an ensemble of 8 that share
+    their hidden layers. Inputs are scaled internally and the target is standardised; predictions
     are returned in the original units.
 
     Parameters
@@ -1124,9 +1125,10 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     __doc__ = f"""Mixture of (P)ReLU MLP experts for classification.
 
     Binary and multiclass targets with labels of any type (strings, integers,
-    booleans), mapped through ``classes_``. Each row is routed to one small MLP
-    expert, by default the one whose Voronoi prototype is nearest (the MoMLP
-    of Kratsios et al., TMLR 2025).
+    booleans), mapped through ``classes_``. Each row is routed to one expert,
+    by default the one whose Voronoi prototype is nearest (the MoMLP of
+    Kratsios et al., TMLR 2025); each expert is a small (P)ReLU MLP, by
+    default an ensemble of 8 that share their hidden layers.
 
     Parameters
     ----------{_COMMON_PARAMS_DOC}
@@ -1164,8 +1166,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         *,
         n_experts: int = 8,
         expert_depth: int = 2,
-        expert_width: int = 256,
-        expert_members: int = 1,
+        expert_width: int = 128,
+        expert_members: int = 8,
         prelu: bool = True,
         router: str = "voronoi",
         voronoi_search: str = "auto",

@@ -23,6 +23,8 @@ _SPACE = {
     "expert_width": ([128, 256], [64, 128, 256, 512]),
 }
 _RANDOM_ONLY = {
+    # More members cost arithmetic per row; one is a plain MLP expert.
+    "expert_members": [1, 4, 8, 16],
     "expert_depth": [1, 2, 3],
     "weight_decay": loguniform(1e-5, 1e-1),
     "batch_size": ["auto", 64, 128, 512],
@@ -41,8 +43,9 @@ def search_space(kind: str = "grid", *, prefix: str = "") -> dict:
         ``expert_width``, the defaults among them), for a grid search of
         modest size: with 3-fold cross-validation, 48 fits. ``"random"``:
         ``param_distributions`` for a randomized search over those
-        parameters and also ``expert_depth``, ``weight_decay`` and
-        ``batch_size``; continuous parameters are drawn log-uniformly.
+        parameters and also ``expert_members``, ``expert_depth``,
+        ``weight_decay`` and ``batch_size``; continuous parameters are drawn
+        log-uniformly.
     prefix : str, default=""
         Put before every name, for an estimator inside a
         :class:`~sklearn.pipeline.Pipeline`: ``prefix="moe__"`` for a step

@@ -39,11 +39,11 @@ def count_parameters(
     *,
     n_experts: int = 8,
     expert_depth: int = 2,
-    expert_width: int = 256,
+    expert_width: int = 128,
     prelu: bool = True,
     router: str = "voronoi",
     top_k: int = 1,
-    expert_members: int = 1,
+    expert_members: int = 8,
 ) -> tuple[int, int]:
     """Total and active parameters of a mixture of this shape.
 
@@ -69,8 +69,10 @@ def count_parameters(
     Examples
     --------
     >>> from skmoe import count_parameters
-    >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8)
+    >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8, expert_members=1)
     (460, 145)
+    >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8)  # 8 members each
+    (1032, 288)
     """
     per_expert = _expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu, expert_members)
     router_params = _router_params(n_inputs, n_experts, router)
@@ -135,6 +137,7 @@ def param_grid_for_budget(
     prelu: bool = True,
     router: str = "voronoi",
     top_k: int = 1,
+    expert_members: int = 1,
     min_width: int = 8,
 ) -> list[dict]:
     """Shapes ``(n_experts, expert_depth, expert_width)`` that fit a parameter budget.
@@ -159,14 +162,18 @@ def param_grid_for_budget(
         Values to combine.
     prelu, router, top_k
         As in the estimators.
+    expert_members : int, default=1
+        Members per expert, counted in the budget and written into every
+        shape (so the estimator searched over has them whatever its own
+        setting). The default, plain MLP experts, is the paper's model.
     min_width : int, default=8
         Shapes whose width would fall below this are left out.
 
     Returns
     -------
     list of dict
-        One ``{"n_experts": [L], "expert_depth": [J], "expert_width": [W]}``
-        per shape, ready to be the ``param_grid`` of
+        One ``{"n_experts": [L], "expert_depth": [J], "expert_width": [W],
+        "expert_members": [expert_members]}`` per shape, ready to be the ``param_grid`` of
         :class:`~sklearn.model_selection.GridSearchCV`.
 
     Examples
@@ -188,7 +195,7 @@ def param_grid_for_budget(
             def cost(W: int) -> int:
                 return count_parameters(
                     n_inputs, n_outputs, n_experts=L, expert_depth=J, expert_width=W,
-                    prelu=prelu, router=router, top_k=min(top_k, L),
+                    prelu=prelu, router=router, top_k=min(top_k, L), expert_members=expert_members,
                 )[pick]
 
             if J == 0:
@@ -201,8 +208,9 @@ def param_grid_for_budget(
                 mid = (lo + hi) // 2
                 lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
             if lo >= min_width:
-                grid.append(
-                    {"n_experts": [int(L)], "expert_depth": [int(J)], "expert_width": [int(lo)]}
-                )
+                grid.append({
+                    "n_experts": [int(L)], "expert_depth": [int(J)], "expert_width": [int(lo)],
+                    "expert_members": [int(expert_members)],
+                })
     return grid
 

@@ -28,6 +28,8 @@ def data():
         dict(n_experts=2, expert_depth=1, prelu=False),
         dict(n_experts=4, expert_depth=0),
         dict(n_experts=4, router="learned", top_k=2),
+        dict(n_experts=3, expert_members=4),
+        dict(n_experts=2, expert_depth=0, expert_members=3),
     ],
 )
 def test_count_parameters_matches_the_fitted_model(data, params):
@@ -81,6 +83,15 @@ def test_param_grid_for_budget_gives_the_widest_shape_within_budget(kind):
     widths = {p["n_experts"][0]: p["expert_width"][0] for p in grid if p["expert_depth"] == [2]}
     if kind == "total":  # more experts share the budget: each is narrower
         assert widths[1] > widths[4] > widths[16]
+
+
+def test_param_grid_for_budget_counts_and_fixes_the_members():
+    grid = param_grid_for_budget(30_000, n_inputs=12, n_experts=(4,), expert_depth=(2,), expert_members=8)
+    (point,) = grid
+    assert point["expert_members"] == [8]
+    W = point["expert_width"][0]
+    assert count_parameters(12, n_experts=4, expert_width=W, expert_members=8)[0] <= 30_000
+    assert count_parameters(12, n_experts=4, expert_width=W + 1, expert_members=8)[0] > 30_000
 
 
 def test_param_grid_for_budget_errors():
