@@ -77,7 +77,8 @@ def test_param_grid_for_budget_gives_the_widest_shape_within_budget(kind):
     pick = 0 if kind == "total" else 1
     for point in grid:
         L, J, W = point["n_experts"][0], point["expert_depth"][0], point["expert_width"][0]
-        shape = dict(n_experts=L, expert_depth=J)
+        shape = dict(n_experts=L, expert_depth=J, expert_members=point["expert_members"][0])
+        assert point["expert_members"] == [1]  # the paper's model unless asked
         assert count_parameters(12, expert_width=W, **shape)[pick] <= budget
         assert count_parameters(12, expert_width=W + 1, **shape)[pick] > budget
     widths = {p["n_experts"][0]: p["expert_width"][0] for p in grid if p["expert_depth"] == [2]}

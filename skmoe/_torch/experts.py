@@ -260,13 +260,18 @@ def mlp_forward(
         h = F.prelu(h, slopes[layer]) if prelu else F.relu(h)
     if adapter is None:
         return torch.addmm(biases[-1], h, weights[-1])[:n]
-    # Each member through its own head: (k, rows, width) @ (k, width, o).
     k = adapter.shape[0]
     width, o = h.shape[1], weights[-1].shape[1] // k
-    heads = weights[-1].view(width, k, o).transpose(0, 1)
-    out = torch.baddbmm(biases[-1].view(k, 1, o), h.view(-1, k, width).transpose(0, 1), heads)
-    out = out.transpose(0, 1)[:n]  # (n, k, o)
-    return out.flatten(1) if torch.is_grad_enabled() else out.mean(dim=1)
+    heads = weights[-1].view(width, k, o).transpose(0, 1)  # (k, width, o)
+    if torch.is_grad_enabled():
+        # Each member through its own head: (k, rows, width) @ (k, width, o).
+        out = torch.baddbmm(biases[-1].view(k, 1, o), h.view(-1, k, width).transpose(0, 1), heads)
+        return out.transpose(0, 1).flatten(1)  # (n, k * o)
+    # The members' mean as one product over their stacked hidden units, so
+    # that its rounding, like every other layer's, does not depend on how
+    # many rows share the batch (a separate mean over the members does).
+    mean_head = heads.reshape(k * width, o) / k
+    return torch.addmm(biases[-1].view(k, o).mean(dim=0), h.view(-1, k * width), mean_head)[:n]
 
 
 class MemberLoss:
