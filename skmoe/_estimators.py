@@ -101,7 +101,7 @@ class _BaseMoE(BaseEstimator):
     def __init__(
         self,
         *,
-        n_experts: int = 8,
+        n_experts: int = 4,
         expert_depth: int = 2,
         expert_width: int = 128,
         expert_members: int = 8,
@@ -826,7 +826,7 @@ def _shares(routed: np.ndarray, n_experts: int) -> np.ndarray:
 
 
 _COMMON_PARAMS_DOC = """
-    n_experts : int, default=8
+    n_experts : int, default=4
         Number of experts (L in the paper). Each row is served by one expert
         (two with ``router="learned", top_k=2``).
     expert_depth : int, default=2
@@ -1164,7 +1164,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     def __init__(
         self,
         *,
-        n_experts: int = 8,
+        n_experts: int = 4,
         expert_depth: int = 2,
         expert_width: int = 128,
         expert_members: int = 8,

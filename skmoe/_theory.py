@@ -37,7 +37,7 @@ def count_parameters(
     n_inputs: int,
     n_outputs: int = 1,
     *,
-    n_experts: int = 8,
+    n_experts: int = 4,
     expert_depth: int = 2,
     expert_width: int = 128,
     prelu: bool = True,

@@ -344,13 +344,13 @@ def test_keyboard_interrupt_before_any_epoch_propagates(friedman):
 def test_parameter_counts_and_expert_usage(friedman, router, top_k):
     X, y = friedman
     model = MoERegressor(
-        n_experts=4, router=router, top_k=top_k, expert_depth=2, expert_width=16, **{
+        n_experts=4, router=router, top_k=top_k, expert_depth=2, expert_width=16, expert_members=1, **{
             k: v for k, v in FAST.items() if k != "expert_width"
         }
     ).fit(X, y)
     d = model.encoder_.n_outputs  # 6 columns: robust, quantile and 16 bins each
     assert d == 6 * (2 + 16)
-    per_expert = (d * 16 + 16) + (16 * 16 + 16) + (16 + 1) + 2 * 16  # layers + PReLU slopes
+    per_expert = (d * 16 + 16) + (16 * 16 + 16) + (16 + 1) + 2 * 16  # layers + PReLU slopes (one MLP)
     router_params = 4 * d + (4 if router == "learned" else 0)
     assert model.n_params_total_ == 4 * per_expert + router_params
     assert model.n_params_active_ == top_k * per_expert + router_params

@@ -45,7 +45,7 @@ def test_grid_search_and_randomized_search_run_in_a_pipeline():
 def test_results_are_fresh_and_bad_arguments_are_named():
     first = search_space()
     first["n_experts"].append(99)
-    assert search_space()["n_experts"] == [2, 8]
+    assert search_space()["n_experts"] == [4, 8]
     with pytest.raises(ValueError, match="kind must be 'grid' or 'random', got 'bayes'"):
         search_space("bayes")
     with pytest.raises(TypeError, match="prefix must be a str"):
