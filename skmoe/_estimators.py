@@ -49,10 +49,9 @@ from ._table import TableSchema
 from ._prototypes import fit_prototypes, fit_routing_tree
 from ._steering import grow_network, prune_network
 from ._torch.device import inference_dtype, resolve_device
-from ._torch.experts import ExpertBank
+from ._torch.experts import ExpertBank, MemberLoss
 from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
 from ._torch.state import network_from_arrays, network_to_arrays
-from ._torch.experts import MemberLoss
 from ._torch.training import Split, TrainConfig, Trainer, log_loss, squared_error
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).

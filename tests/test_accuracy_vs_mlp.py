@@ -4,7 +4,7 @@
 tables (categorical columns included) under the accuracy suite's protocol
 (``benchmarks/accuracy.py``: drop columns, 80/20 split with
 ``random_state=0``); the MLP is the suite's preprocessing pipeline (imputing,
-scaling, one-hot encoding). Slow (about two minutes on two cores): run with
+scaling, one-hot encoding). Slow (about three minutes on two cores): run with
 ``python -m pytest -m slow``.
 
 This used to use the numeric columns only (``benchmarks/foundation_vs_mlp.py``).

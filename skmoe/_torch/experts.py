@@ -209,14 +209,13 @@ class _Cast:
 
 def split_state(
     state: Sequence[torch.Tensor], n_layers: int, prelu: bool
-) -> tuple[list, list, list, bool, torch.Tensor | None]:
-    """An expert's flat state (bank order) as ``(weights, biases, slopes, prelu, adapter)``,
-    the arguments of :func:`mlp_forward`."""
+) -> tuple[list, list, list, torch.Tensor | None]:
+    """An expert's flat state (bank order) as ``(weights, biases, slopes, adapter)``."""
     n_slopes = n_layers - 1 if prelu else 0
     weights, biases = list(state[:n_layers]), list(state[n_layers : 2 * n_layers])
     slopes = list(state[2 * n_layers : 2 * n_layers + n_slopes])
     rest = state[2 * n_layers + n_slopes :]
-    return weights, biases, slopes, prelu, (rest[0] if rest else None)
+    return weights, biases, slopes, (rest[0] if rest else None)
 
 
 def mlp_forward(

@@ -243,7 +243,8 @@ class _Run:
 
     # -- helpers --------------------------------------------------------------
     def _forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        return mlp_forward(x, *split_state(self.params[e], self.job.n_layers, self.job.prelu))
+        weights, biases, slopes, adapter = split_state(self.params[e], self.job.n_layers, self.job.prelu)
+        return mlp_forward(x, weights, biases, slopes, self.job.prelu, adapter)
 
     @torch.no_grad()
     def _val_losses(self) -> np.ndarray:

@@ -6,8 +6,9 @@ torch's own serialisation format can change without breaking old files.
 
 The description is a JSON-ready ``spec`` plus named arrays: ``router/...``
 for the router, and ``bank/weights{i}``, ``bank/biases{i}``, ``bank/slopes{i}``
-(and ``bank/adapters0`` for ensemble experts) stacked over experts (first axis), which :func:`split_experts` cuts into one
-shard per expert (read back one at a time by :func:`expert_from_shard`).
+(and ``bank/adapters0`` for ensemble experts) stacked over experts (first
+axis), which :func:`split_experts` cuts into one shard per expert (read back
+one at a time by :func:`expert_from_shard`).
 """
 
 from __future__ import annotations
