@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from skmoe._preprocessing import TableEncoder
-from skmoe._prototypes import fit_prototypes, fit_routing_tree
+from skmoe._torch.prototypes import fit_prototypes, fit_routing_tree
 from skmoe._table import TableSchema
 from skmoe._torch.routing import PrototypeTree, VoronoiRouter, route_in_chunks
 

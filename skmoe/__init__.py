@@ -2,19 +2,22 @@
 
 import os
 
-# MKL's strict reproducibility mode makes CPU matrix products, hence fitted
-# models, independent of the number of threads (so of n_jobs). MKL reads this
-# before its first matrix product; a value the user set is kept.
+# What importing skmoe changes in the process: one environment variable, and
+# only when it is unset. MKL's strict reproducibility mode makes CPU matrix
+# products, hence fitted models, independent of the number of threads (so of
+# n_jobs). MKL reads it before its first matrix product, which is why this
+# happens at import rather than at the first fit. Nothing else is changed:
+# torch's threads, seeds and defaults are left as they are
+# (docs/architecture.md, "What importing skmoe changes").
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from ._dask import predict_dask
 from ._estimators import MoEClassifier, MoERegressor
-from ._persistence import InconsistentVersionWarning, load
+from ._loading import load
 from ._search import search_space
-from ._torch.state import ModelFileError
 from ._theory import count_parameters, param_grid_for_budget, vc_dimension_bound
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .exceptions import InconsistentVersionWarning, ModelFileError
 
 __all__ = [
     "MoEClassifier",

@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._persistence import InconsistentVersionWarning, load, read_header
-from ._torch.state import ModelFileError
+from ._loading import load
+from ._outputs import prediction_columns, proba_columns
+from ._persistence import read_header
+from ._torch import api as engine
+from .exceptions import InconsistentVersionWarning, ModelFileError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,15 +174,13 @@ def _score(model, chunk: pd.DataFrame, args) -> pd.DataFrame:
     if args.proba:
         proba = model.predict_proba(X)
         out["prediction"] = model.classes_[proba.argmax(axis=1)]
-        for k, label in enumerate(model.classes_):
-            out[f"proba_{label}"] = proba[:, k]
+        for k, name in enumerate(proba_columns(model.classes_)):
+            out[name] = proba[:, k]
     else:
         pred = model.predict(X)
-        if pred.ndim == 1:
-            out["prediction"] = pred
-        else:
-            for k in range(pred.shape[1]):
-                out[f"prediction_{k}"] = pred[:, k]
+        columns = prediction_columns(1 if pred.ndim == 1 else pred.shape[1])
+        for k, name in enumerate(columns):
+            out[name] = pred if pred.ndim == 1 else pred[:, k]
     if args.expert:
         experts = model.apply(X)
         if experts.ndim == 1:
@@ -234,7 +235,7 @@ def _info(args) -> int:
         header = read_header(args.model)
     size = sum(f.stat().st_size for f in Path(args.model).rglob("*") if f.is_file())
     usage = np.asarray(model.expert_usage_)
-    net = model.network_.bank
+    arch = engine.architecture(model.network_)
     names = getattr(model, "feature_names_in_", None)
     categorical = np.flatnonzero(model.schema_.is_categorical_)
     summary = {
@@ -242,16 +243,16 @@ def _info(args) -> int:
         "saved_with": header["versions"],
         "format_version": header["format_version"],
         "router": header["network"]["router"]["kind"],
-        "top_k": int(model.network_.router.top_k),
+        "top_k": arch["top_k"],
         "n_experts": int(model.n_experts_),
-        "expert_depth": int(net.depth),
-        "expert_width": int(net.width),
-        "expert_members": int(net.members),
-        "prelu": bool(net.prelu),
+        "expert_depth": arch["expert_depth"],
+        "expert_width": arch["expert_width"],
+        "expert_members": arch["expert_members"],
+        "prelu": arch["prelu"],
         "n_features_in": int(model.n_features_in_),
         "features": None if names is None else [str(n) for n in names],
         "categorical_features": [str(names[j]) if names is not None else int(j) for j in categorical],
-        "n_outputs": int(net.n_outputs),
+        "n_outputs": arch["n_outputs"],
         "classes": [str(c) for c in model.classes_] if hasattr(model, "classes_") else None,
         "n_params_total": int(model.n_params_total_),
         "n_params_active": int(model.n_params_active_),

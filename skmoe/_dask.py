@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._outputs import prediction_columns, proba_columns
+
 _METHODS = ("predict", "predict_proba")
 
 
@@ -116,20 +118,20 @@ def _check_fitted(model) -> None:
 def _meta(model, method: str, index: pd.Index) -> pd.Series | pd.DataFrame:
     """The empty output of ``method`` with ``index``: its columns and dtypes."""
     if method == "predict_proba":
-        return pd.DataFrame({f"proba_{c}": pd.Series(dtype="float64") for c in model.classes_}).set_index(index)
+        columns = proba_columns(model.classes_)
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}).set_index(index)
     if hasattr(model, "classes_"):
         return pd.Series(np.asarray(model.classes_)[:0], index=index, name="prediction")
-    n_outputs = getattr(model, "n_outputs_", 1)
-    if n_outputs == 1:
-        return pd.Series(np.zeros(0), index=index, name="prediction")
-    return pd.DataFrame(np.zeros((0, n_outputs)), index=index,
-                        columns=[f"prediction_{k}" for k in range(n_outputs)])
+    columns = prediction_columns(getattr(model, "n_outputs_", 1))
+    if len(columns) == 1:
+        return pd.Series(np.zeros(0), index=index, name=columns[0])
+    return pd.DataFrame(np.zeros((0, len(columns))), index=index, columns=columns)
 
 
 @functools.lru_cache(maxsize=4)
 def _load_on_worker(path: str, mtime: int, lazy: bool, max_experts: int | None, device: str):
     # Cached per worker process and model version (mtime): one load per worker.
-    from ._persistence import load
+    from ._loading import load
 
     return load(path, lazy=lazy, max_experts_in_memory=max_experts, device=device)
 

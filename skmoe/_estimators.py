@@ -1,8 +1,9 @@
 """The scikit-learn front: ``MoERegressor`` and ``MoEClassifier``.
 
-The estimators validate parameters and data, encode targets, and hand arrays
-to the engine in :mod:`skmoe._torch`. Fitted state lives in attributes with a
-trailing underscore.
+The estimators validate parameters and data, encode targets and inputs, and
+hand NumPy arrays to the engine through its one door,
+:mod:`skmoe._torch.api`. Fitted state lives in attributes with a trailing
+underscore; ``network_`` is the engine's fitted network.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -43,24 +42,15 @@ from sklearn.utils.validation import (
 )
 from threadpoolctl import threadpool_limits
 
-from . import _persistence
+from . import _model_state, _persistence
+from ._docs import COMMON_ATTRS_DOC, COMMON_PARAMS_DOC
 from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
 from ._table import TableSchema
-from ._prototypes import fit_prototypes, fit_routing_tree
-from ._steering import grow_network, prune_network
-from ._torch.device import inference_dtype, resolve_device
-from ._torch.experts import ExpertBank, MemberLoss
-from ._torch.routing import LearnedRouter, PrototypeTree, VoronoiRouter, route_in_chunks
-from ._torch.state import network_from_arrays, network_to_arrays
-from ._torch.training import Split, TrainConfig, Trainer, log_loss, squared_error
+from ._torch import api as engine
+from .exceptions import ModelFileError
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
-_PREDICT_CHUNK = 65_536
-_MIN_PREDICT_CHUNK = 256  # out of GPU memory below this many rows: give up
-_BALANCE_RATE = 1e-2
-# voronoi_search="auto" searches the prototypes through a tree from this many experts.
-_AUTO_TREE_MIN_EXPERTS = 256
 # Marks a network stored as plain arrays in a pickle (see _BaseMoE.__getstate__).
 _PICKLED_NETWORK = "skmoe-network-arrays"
 
@@ -155,47 +145,36 @@ class _BaseMoE(BaseEstimator):
         self.verbose = verbose
 
     # -- hooks for the subclasses ---------------------------------------------
+    # _loss: the per-row loss on predictions, ``(n, o), targets -> (n,)``.
     def _encode_y(self, y: np.ndarray, fitting: bool, name: str = "y_val") -> np.ndarray:
         raise NotImplementedError
 
     def _n_outputs(self) -> int:
         raise NotImplementedError
 
-    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _y_array(self, y: np.ndarray) -> np.ndarray:
+        """Encoded targets in the engine's dtype (float32 values or int64 codes)."""
         raise NotImplementedError
 
-    def _y_tensor(self, y: np.ndarray, device: torch.device) -> torch.Tensor:
+    def _encoding_target(self, y: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        """Target and its type for target-encoding high-cardinality columns."""
         raise NotImplementedError
 
-    def _member_loss(self) -> MemberLoss:
-        """The training loss, averaged over the members of ensemble experts."""
-        return MemberLoss(self._loss, self.expert_members, self._n_outputs())
+    def _weight_classes(self, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
+        return sample_weight
+
+    def _fit_target_scaling(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return y
+
+    def _scale_target(self, y: np.ndarray) -> np.ndarray:
+        return y
 
     # -- fitting ---------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.top_k > self.n_experts:
-            raise ValueError(
-                f"top_k={self.top_k} must be <= n_experts={self.n_experts}."
-            )
-        if self.router == "voronoi" and self.top_k != 1:
-            raise ValueError(
-                f"router='voronoi' sends each row to exactly one expert, so top_k "
-                f"must be 1, got top_k={self.top_k}; use router='learned' for top_k=2."
-            )
-
     def _threads(self):
         """Limit the CPU threads of torch's kernels to ``n_threads``, if set."""
         if self.n_threads is None:
             return contextlib.nullcontext()
         return threadpool_limits(limits=self.n_threads, user_api="openmp")
-
-    def _autocast(self, device: torch.device):
-        """bfloat16 autocast for training when ``autocast=True``."""
-        if not self.autocast:
-            return contextlib.nullcontext()
-        if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"autocast=True needs a CPU or CUDA device, got {device}.")
-        return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def _fit(self, X, y, sample_weight, X_val, y_val):
         # A warm-start fit of a fitted model leaves it as it was when it fails
@@ -212,7 +191,44 @@ class _BaseMoE(BaseEstimator):
             raise
 
     def _fit_unlimited(self, X, y, sample_weight, X_val, y_val):
-        self._check_params()
+        grow = self._check_fit_arguments(X_val, y_val)
+        X, y, w, seed, n_distinct = self._training_rows(X, y, sample_weight, grow)
+        X_tr, y_tr, w_tr, val = self._hold_out(X, y, w, X_val, y_val, seed, n_distinct)
+        if grow:  # the grown experts keep the encoding they were trained on
+            y_tr = self._scale_target(y_tr)
+            Z_tr = self.encoder_.transform(X_tr)
+        else:
+            y_tr = self._fit_target_scaling(y_tr, w_tr)
+            self.encoder_ = TableEncoder(self.schema_.is_categorical_, self.numeric_bins)
+            Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
+        if val is not None:
+            X_val, y_val, w_val = val
+            val = (self.encoder_.transform(X_val), self._y_array(self._scale_target(y_val)), w_val)
+        outcome = self._train((Z_tr, self._y_array(y_tr), w_tr), val, seed, grow)
+        if outcome.interrupted:
+            if not outcome.history.phase:  # not one epoch done: nothing to keep
+                raise KeyboardInterrupt
+            warnings.warn(
+                f"Training was interrupted (KeyboardInterrupt) in the {outcome.interrupted} "
+                f"phase after {len(outcome.history.phase)} epochs. The model keeps the best "
+                "weights found so far and can be used; fit again to train it fully.",
+                UserWarning,
+            )
+        self.network_ = outcome.network
+        self._set_history(outcome.history, append=grow)
+        self._set_param_counts()
+        self.expert_usage_ = outcome.usage
+        return self
+
+    def _check_fit_arguments(self, X_val, y_val) -> bool:
+        """Check the parameters that depend on one another; whether this fit grows."""
+        if self.top_k > self.n_experts:
+            raise ValueError(f"top_k={self.top_k} must be <= n_experts={self.n_experts}.")
+        if self.router == "voronoi" and self.top_k != 1:
+            raise ValueError(
+                f"router='voronoi' sends each row to exactly one expert, so top_k "
+                f"must be 1, got top_k={self.top_k}; use router='learned' for top_k=2."
+            )
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together.")
         if X_val is not None and self.early_stopping is False:
@@ -220,14 +236,22 @@ class _BaseMoE(BaseEstimator):
                 "X_val and y_val are only used for early stopping, but "
                 "early_stopping=False; set early_stopping=True or 'auto'."
             )
-        if self.checkpoint_dir is not None:
-            self._check_checkpoint_dir()
+        if self.checkpoint_dir is not None and not _persistence.replaceable(self.checkpoint_dir):
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a saved "
+                "skmoe model; checkpoints would replace it. Choose a new or empty folder."
+            )
         if self.warm_start and not hasattr(self, "network_"):
             self._resume_from_checkpoint()
         grow = bool(self.warm_start) and hasattr(self, "network_")
         if grow:
             self._check_warm_start()
-        device = resolve_device(self.device)
+        engine.check_device(self.device)
+        return grow
+
+    def _training_rows(self, X, y, sample_weight, grow: bool):
+        """Validated rows, targets and weights (duplicates canonical), a seed and
+        the number of distinct rows."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         X = self._validate_X(X, reset=not grow)
@@ -241,9 +265,7 @@ class _BaseMoE(BaseEstimator):
             )
         y = self._encode_y(y, fitting=not grow, name="y")
         sample_weight = self._weight_classes(y, sample_weight)
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         # Canonical rows: the same data whether weights or repetitions express it.
         collapsed = collapse_duplicates(X, y, sample_weight)
         n_distinct = len(collapsed[0])
@@ -254,7 +276,10 @@ class _BaseMoE(BaseEstimator):
                 f"n_experts={self.n_experts} needs at least as many distinct training "
                 f"rows, got n_samples={n_distinct}; lower n_experts."
             )
-        X, y, w = expand_duplicates(*collapsed)
+        return (*expand_duplicates(*collapsed), seed, n_distinct)
+
+    def _hold_out(self, X, y, w, X_val, y_val, seed: int, n_distinct: int):
+        """``(X_tr, y_tr, w_tr, val)``; ``val`` is ``(X, y, w)`` for early stopping, or None."""
         use_val = self.early_stopping is True or (
             self.early_stopping == "auto"
             and (X_val is not None or n_distinct >= _AUTO_EARLY_STOPPING_MIN_ROWS)
@@ -262,189 +287,136 @@ class _BaseMoE(BaseEstimator):
         if X_val is not None:
             X_val = self._validate_X(X_val, reset=False)
             y_val = self._encode_y(self._check_y_val(y_val, len(X_val)), fitting=False)
-            w_val = np.ones(len(X_val))
-            X_tr, y_tr, w_tr = X, y, w
-        elif use_val:
-            X_tr, X_val, y_tr, y_val, w_tr, w_val = self._split(X, y, w, seed)
-        else:
-            X_tr, y_tr, w_tr = X, y, w
-            X_val = None
+            return X, y, w, (X_val, y_val, np.ones(len(X_val)))
+        if not use_val:
+            return X, y, w, None
+        stratify = y if is_classifier(self) else None
+        try:
+            parts = train_test_split(
+                X, y, w, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+            )
+        except ValueError:  # a class too rare to stratify
+            parts = train_test_split(X, y, w, test_size=self.validation_fraction, random_state=seed)
+        X_tr, X_val, y_tr, y_val, w_tr, w_val = parts
+        return X_tr, y_tr, w_tr, (X_val, y_val, w_val)
 
-        if grow:  # the grown experts keep the encoding they were trained on
-            y_tr = self._scale_target(y_tr)
-            Z_tr = self.encoder_.transform(X_tr)
-        else:
-            y_tr = self._fit_target_scaling(y_tr, w_tr)
-            self.encoder_ = TableEncoder(self.schema_.is_categorical_, self.numeric_bins)
-            Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
-
-        generator = torch.Generator().manual_seed(seed)
-        torch_state = torch.random.get_rng_state()
-        config = TrainConfig(
+    def _train(self, train, val, seed: int, grow: bool) -> engine.FitOutcome:
+        """Hand the encoded rows to the engine: a new fit, or a warm start that grows."""
+        config = engine.TrainConfig(
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
-            batch_size=self._resolve_batch_size(len(X_tr)),
+            batch_size=self._resolve_batch_size(len(train[0])),
             max_epochs=self.max_epochs,
             n_iter_no_change=self.n_iter_no_change,
-            early_stopping=X_val is not None,
+            early_stopping=val is not None,
             verbose=self.verbose,
             n_jobs=self.n_jobs,
             device=self.device,
             autocast=self.autocast,
         )
-        try:
-            # The training rows live on the device for the whole fit.
-            train = self._to_split(Z_tr, y_tr, w_tr, device)
-            val = None
-            if X_val is not None:
-                val = self._to_split(
-                    self.encoder_.transform(X_val), self._scale_target(y_val), w_val, device
-                )
-            checkpoint = {}
-            if self.checkpoint_dir is not None:
-                checkpoint = dict(
-                    checkpoint=lambda net, history: self._checkpoint(net, history, grow),
-                    checkpoint_every=self.checkpoint_every,
-                )
-            if grow:
-                network, source = grow_network(
-                    self.network_, Z_tr, w_tr, self.n_experts, seed, self._use_tree(self.n_experts)
-                )
-                trainer = Trainer(
-                    self._member_loss(), config, generator, epoch_offset=self.n_iter_, **checkpoint
-                )
-                with self._autocast(device):
-                    network = trainer.fit_more(network, train, val, self.best_epoch_[source])
-            else:
-                trainer = Trainer(self._member_loss(), config, generator, **checkpoint)
-                bank, router = self._new_network(Z_tr, w_tr, seed, generator)
-                with self._autocast(device):
-                    network = trainer.fit(bank, router, train, val)
-        except torch.OutOfMemoryError as exc:
-            _free_cuda_cache(device)
-            mb = (Z_tr.shape[0] * Z_tr.shape[1] * 4) / 2**20
-            raise torch.OutOfMemoryError(
-                f"Out of GPU memory while fitting on {device}, with batch_size="
-                f"{config.batch_size}, expert_width={self.expert_width}, "
-                f"expert_depth={self.expert_depth} and {Z_tr.shape[0]} training rows "
-                f"(about {mb:.0f} MiB once encoded, held on the device). Lower "
-                "batch_size first, then expert_width, or fit with device='cpu'."
-            ) from exc
-        finally:
-            torch.random.set_rng_state(torch_state)
-        if trainer.interrupted:
-            if not trainer.history.phase:  # not one epoch done: nothing to keep
-                raise KeyboardInterrupt
-            warnings.warn(
-                f"Training was interrupted (KeyboardInterrupt) in the {trainer.interrupted} "
-                f"phase after {len(trainer.history.phase)} epochs. The model keeps the best "
-                "weights found so far and can be used; fit again to train it fully.",
-                UserWarning,
+        checkpoint = {}
+        if self.checkpoint_dir is not None:
+            checkpoint = dict(
+                checkpoint=lambda net, history: self._checkpoint(net, history, grow),
+                checkpoint_every=self.checkpoint_every,
             )
-        network.eval()
-        self.network_ = network
-        self._set_history(trainer.history, append=grow)
-        self._set_model_summary(train.X)
-        return self
+        if grow:
+            return engine.fit_grown(
+                self._architecture(), self.network_, self.best_epoch_, train, val, config, seed,
+                self._loss, epoch_offset=self.n_iter_, **checkpoint,
+            )
+        return engine.fit_new(
+            self._architecture(), self._n_outputs(), train, val, config, seed, self._loss, **checkpoint
+        )
+
+    def _architecture(self) -> engine.Architecture:
+        return engine.Architecture(
+            n_experts=self.n_experts, depth=self.expert_depth, width=self.expert_width,
+            members=self.expert_members, prelu=self.prelu, router=self.router,
+            top_k=self.top_k, voronoi_search=self.voronoi_search,
+        )
+
+    def _resolve_batch_size(self, n_train: int) -> int:
+        if self.batch_size == "auto":
+            # At least ~16 steps per epoch on small tables, 256 rows from 4,096 on.
+            return int(np.clip(2 ** np.floor(np.log2(max(n_train, 1) / 16)), 32, 256))
+        return min(self.batch_size, n_train)
 
     def _checkpoint(self, network, history, append: bool) -> None:
         """Save the best weights so far to ``checkpoint_dir`` as a loadable model."""
         snapshot = copy.copy(self)  # shares the fitted encoding; fitted state below is its own
         snapshot.network_ = network
         snapshot._set_history(history, append=append)
-        snapshot.best_epoch_ = np.full(network.bank.n_experts, snapshot.n_iter_ - 1)
+        n_experts = engine.architecture(network)["n_experts"]
+        snapshot.best_epoch_ = np.full(n_experts, snapshot.n_iter_ - 1)
         load = np.asarray(history.expert_load[-1], dtype=float)
-        if len(load) != network.bank.n_experts:  # shared phase: one expert so far
-            load = np.full(network.bank.n_experts, 1.0)
+        if len(load) != n_experts:  # shared phase: one expert so far
+            load = np.full(n_experts, 1.0)
         snapshot.expert_usage_ = load / max(load.sum(), 1e-12)
         snapshot._set_param_counts()
         snapshot.save(self.checkpoint_dir, overwrite=True)
-
-    def _check_checkpoint_dir(self) -> None:
-        """Refuse up front a checkpoint folder that a checkpoint would clobber."""
-        if not _persistence.replaceable(self.checkpoint_dir):
-            raise ValueError(
-                f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a saved "
-                "skmoe model; checkpoints would replace it. Choose a new or empty folder."
-            )
 
     def _resume_from_checkpoint(self) -> None:
         """With ``warm_start=True``, an unfitted estimator takes up the model
         saved in ``checkpoint_dir`` (if any) and fit goes on from it."""
         if self.checkpoint_dir is None or not (Path(self.checkpoint_dir) / "model.json").is_file():
             return
-        saved = _persistence.load(self.checkpoint_dir)
-        if not isinstance(self, type(saved)):
+        base = type(self)._saved_as
+        saved_as = _persistence.read_header(self.checkpoint_dir).get("estimator")
+        if saved_as != base.__name__:
             raise ValueError(
-                f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a {type(saved).__name__}, "
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a {saved_as}, "
                 f"not a {type(self).__name__}; point checkpoint_dir elsewhere."
             )
+        saved = _model_state.read_estimator(self.checkpoint_dir, {base.__name__: base})
         for name, value in vars(saved).items():
             if name.endswith("_") or name in ("_y_1d", "_label_encoder"):
                 setattr(self, name, value)
 
-    def _new_network(self, Z, w, seed, generator) -> tuple[ExpertBank, torch.nn.Module]:
-        """A single shared expert (trained first) and the router of the mixture."""
-        bank = ExpertBank(
-            1, Z.shape[1], self._n_outputs(), self.expert_depth, self.expert_width, self.prelu,
-            self.expert_members,
-        )
-        bank.reset_parameters(generator)
-        if self.router == "learned":
-            return bank, LearnedRouter(Z.shape[1], self.n_experts, self.top_k, _BALANCE_RATE)
-        prototypes = fit_prototypes(Z, w, self.n_experts, seed)
-        tree = None
-        if self._use_tree(self.n_experts):
-            tree = PrototypeTree.from_numpy(*fit_routing_tree(prototypes, Z, w, seed))
-        return bank, VoronoiRouter(torch.from_numpy(prototypes), tree)
-
-    def _use_tree(self, n_experts: int) -> bool:
-        if self.router != "voronoi" or self.voronoi_search == "exact":
-            return False
-        return self.voronoi_search == "tree" or n_experts >= _AUTO_TREE_MIN_EXPERTS
-
     def _check_warm_start(self) -> None:
         """A warm start grows the fitted model: its architecture must not change."""
-        bank, router = self.network_.bank, self.network_.router
-        fitted = {
-            "router": "learned" if isinstance(router, LearnedRouter) else "voronoi",
-            "top_k": router.top_k,
-            "expert_depth": bank.depth,
-            "expert_width": bank.width if bank.depth else self.expert_width,
-            "prelu": bank.prelu,
-            "expert_members": bank.members,
-        }
-        changed = {k: v for k, v in fitted.items() if getattr(self, k) != v}
+        fitted = engine.architecture(self.network_)
+        if not fitted["expert_depth"]:  # linear experts have no width to change
+            fitted["expert_width"] = self.expert_width
+        names = ("router", "top_k", "expert_depth", "expert_width", "prelu", "expert_members")
+        changed = {k: fitted[k] for k in names if getattr(self, k) != fitted[k]}
         if changed:
             detail = ", ".join(f"{k}={getattr(self, k)!r} (fitted: {v!r})" for k, v in changed.items())
             raise ValueError(
                 f"warm_start=True continues the fitted model, whose architecture cannot "
                 f"change: {detail}. Set warm_start=False to fit a new model."
             )
-        if self.n_experts < router.n_experts:
+        if self.n_experts < fitted["n_experts"]:
             raise ValueError(
                 f"warm_start=True can only grow the model: n_experts={self.n_experts} is "
-                f"less than the {router.n_experts} fitted experts. Use prune_experts() to "
+                f"less than the {fitted['n_experts']} fitted experts. Use prune_experts() to "
                 "retire experts, or warm_start=False to fit a new model."
             )
 
-    def _set_model_summary(self, Z_train: torch.Tensor) -> None:
-        """Parameter counts and the training rows' share of each expert."""
-        self._set_param_counts()
-        with torch.inference_mode():
-            routed = route_in_chunks(self.network_.router, Z_train, _PREDICT_CHUNK)
-        self.expert_usage_ = _shares(routed.cpu().numpy(), self.n_experts_)
-
     def _set_param_counts(self) -> None:
-        router, bank = self.network_.router, self.network_.bank
-        per_expert = bank.n_params_per_expert()
-        router_params = sum(t.numel() for t in router.parameters())
-        if isinstance(router, VoronoiRouter):
-            router_params += router.prototypes.numel()
-        self.n_experts_ = int(bank.n_experts)
-        self.n_params_total_ = int(bank.n_experts * per_expert + router_params)
-        self.n_params_active_ = int(router.top_k * per_expert + router_params)
+        counts = engine.param_counts(self.network_)
+        self.n_experts_ = counts["n_experts"]
+        self.n_params_total_ = counts["total"]
+        self.n_params_active_ = counts["active"]
 
+    def _set_history(self, history: engine.History, append: bool = False) -> None:
+        """Per-epoch records; a warm start appends its epochs to the earlier ones."""
+        names = ("phase", "train_loss", "validation_loss", "load_cv", "dead_experts",
+                 "routing_entropy", "seconds")
+        new = {name: list(getattr(history, name)) for name in names}
+        new["expert_load"] = [np.asarray(x) for x in history.expert_load]
+        if append:
+            new = {k: self.history_[k] + v for k, v in new.items()}
+        self._set_history_dict(new)
+        self.best_epoch_ = np.asarray(history.best_epoch)
+
+    def _set_history_dict(self, history: dict) -> None:
+        self.history_ = history
+        self.loss_curve_ = list(history["train_loss"])
+        self.validation_scores_ = [-v for v in history["validation_loss"]]
+        self.n_iter_ = len(history["train_loss"])
+
+    # -- input validation --------------------------------------------------------
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Check ``X`` and turn it into numeric values and category codes.
 
@@ -512,103 +484,31 @@ class _BaseMoE(BaseEstimator):
             )
         return y_val
 
-    def _split(self, X, y, w, seed):
-        stratify = y if is_classifier(self) else None
-        try:
-            return train_test_split(
-                X, y, w, test_size=self.validation_fraction, random_state=seed, stratify=stratify
-            )
-        except ValueError:  # a class too rare to stratify
-            return train_test_split(X, y, w, test_size=self.validation_fraction, random_state=seed)
-
-    def _resolve_batch_size(self, n_train: int) -> int:
-        if self.batch_size == "auto":
-            # At least ~16 steps per epoch on small tables, 256 rows from 4,096 on.
-            return int(np.clip(2 ** np.floor(np.log2(max(n_train, 1) / 16)), 32, 256))
-        return min(self.batch_size, n_train)
-
-    def _weight_classes(self, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
-        return sample_weight
-
-    def _encoding_target(self, y: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-        """Target and its type for target-encoding high-cardinality columns."""
-        raise NotImplementedError
-
-    def _fit_target_scaling(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return y
-
-    def _scale_target(self, y: np.ndarray) -> np.ndarray:
-        return y
-
-    def _to_split(self, Z, y, w, device) -> Split:
-        return Split(
-            X=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
-            y=self._y_tensor(y, device),
-            w=torch.from_numpy(np.asarray(w, dtype=np.float32)).to(device),
-        )
-
-    def _set_history(self, history, append: bool = False) -> None:
-        """Per-epoch records; a warm start appends its epochs to the earlier ones."""
-        new = {
-            "phase": list(history.phase),
-            "train_loss": list(history.train_loss),
-            "validation_loss": list(history.validation_loss),
-            "expert_load": [np.asarray(x) for x in history.expert_load],
-            "load_cv": list(history.load_cv),
-            "dead_experts": list(history.dead_experts),
-            "routing_entropy": list(history.routing_entropy),
-            "seconds": list(history.seconds),
-        }
-        if append:
-            new = {k: self.history_[k] + v for k, v in new.items()}
-        self._set_history_dict(new)
-        self.best_epoch_ = np.asarray(history.best_epoch)
-
-    def _set_history_dict(self, history: dict) -> None:
-        self.history_ = history
-        self.loss_curve_ = list(history["train_loss"])
-        self.validation_scores_ = [-v for v in history["validation_loss"]]
-        self.n_iter_ = len(history["train_loss"])
-
     # -- prediction ------------------------------------------------------------
     def _map_chunks(self, X, fn) -> list:
-        """``fn`` over the encoded rows of ``X``, a chunk at a time, in row order.
-
-        A chunk that runs out of GPU memory is halved and retried; a row's
-        result does not depend on the rows it shares a chunk with (see
-        :class:`skmoe._torch.experts.ExpertBank`), so the answer is the same.
-        """
+        """``fn`` over the encoded rows of ``X`` (tensors), a chunk at a time;
+        see :func:`skmoe._torch.api.map_chunks`."""
         check_is_fitted(self, "network_")
         X = self._validate_X(X, reset=False)
-        device = self._network_device()
-        # apply() routes the same chunks, so it names the expert predict() used.
-        dtype = inference_dtype(device)
-        results, start, chunk = [], 0, _PREDICT_CHUNK
-        with torch.inference_mode(), self._threads():
-            while start < len(X):
-                # Encoded a chunk at a time: the encoding is about 18 numbers
-                # per numeric column, too many to hold for all rows at once.
-                x = torch.from_numpy(self.encoder_.transform(X[start : start + chunk]))
-                try:
-                    results.append(fn(x.to(device, dtype)))
-                except torch.OutOfMemoryError as exc:
-                    if chunk <= _MIN_PREDICT_CHUNK:
-                        raise torch.OutOfMemoryError(
-                            f"Out of GPU memory predicting {chunk} rows at a time on {device}: "
-                            "the model itself barely fits. Free GPU memory (other models, "
-                            "tensors), or load the model on the CPU (skmoe.load, or pickle, "
-                            "gives a CPU model)."
-                        ) from exc
-                    _free_cuda_cache(device)
-                    chunk //= 2
-                    continue
-                start += len(x)
-        return results
+        with self._threads():
+            return engine.map_chunks(self.network_, len(X), self._encoder_of(X), fn)
+
+    def _encoder_of(self, codes: np.ndarray):
+        return lambda start, stop: self.encoder_.transform(codes[start:stop])
 
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs (standardised target or logits) as float64."""
-        outputs = self._map_chunks(X, lambda x: self.network_(x).double().cpu().numpy())
-        return np.concatenate(outputs)
+        check_is_fitted(self, "network_")
+        X = self._validate_X(X, reset=False)
+        with self._threads():
+            return engine.predict_raw(self.network_, len(X), self._encoder_of(X))
+
+    def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
+        check_is_fitted(self, "network_")
+        X = self._validate_X(X, reset=False)
+        with self._threads():
+            return engine.route_rows(self.network_, len(X), self._encoder_of(X))
 
     def apply(self, X, *, return_gates: bool = False):
         """The expert(s) that serve each row, as in ``RandomForestRegressor.apply``.
@@ -633,18 +533,6 @@ class _BaseMoE(BaseEstimator):
         if experts.shape[1] == 1:
             experts, gates = experts[:, 0], gates[:, 0]
         return (experts, gates) if return_gates else experts
-
-    def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
-        def route(x):
-            e, g = self.network_.router(x)
-            if g is not None and e.shape[1] > 1:  # highest gate first
-                g, order = g.sort(dim=1, descending=True, stable=True)
-                e = e.gather(1, order)
-            return e.cpu().numpy(), np.ones(e.shape) if g is None else g.double().cpu().numpy()
-
-        experts, gates = zip(*self._map_chunks(X, route))
-        return np.concatenate(experts), np.concatenate(gates)
 
     def routing_report(self, X=None, y=None) -> pd.DataFrame:
         """One row per expert: its load, its prototype and, given ``y``, its score.
@@ -681,13 +569,12 @@ class _BaseMoE(BaseEstimator):
             report["n_rows"] = np.bincount(routed[:, 0], minlength=self.n_experts_)
             if y is not None:
                 report["score"] = self._score_by_expert(X, y, routed[:, 0])
-        report["n_params"] = self.network_.bank.n_params_per_expert()
-        router = self.network_.router
-        if isinstance(router, VoronoiRouter):
+        report["n_params"] = engine.param_counts(self.network_)["per_expert"]
+        prototypes = engine.prototypes(self.network_)
+        if prototypes is not None:
             names = getattr(self, "feature_names_in_", None)
             if names is None:
                 names = [f"x{j}" for j in range(self.n_features_in_)]
-            prototypes = router.prototypes.double().cpu().numpy()
             for name, values in zip(names, self.encoder_.describe(prototypes, self.schema_.levels_)):
                 report[f"prototype[{name}]"] = values
         return report
@@ -741,13 +628,13 @@ class _BaseMoE(BaseEstimator):
         else:
             share = _shares(self._route(X)[0], self.n_experts_)
         keep = np.flatnonzero(share > min_share)
-        needed = self.network_.router.top_k
+        needed = engine.architecture(self.network_)["top_k"]
         if len(keep) < needed:
             raise ValueError(
                 f"min_share={min_share} would leave {len(keep)} expert(s), but each row "
                 f"needs {needed}; lower min_share."
             )
-        self.network_ = prune_network(self.network_, keep)
+        self.network_ = engine.prune(self.network_, keep)
         self.best_epoch_ = self.best_epoch_[keep]
         self._set_param_counts()
         if X is None:
@@ -760,9 +647,6 @@ class _BaseMoE(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
-
-    def _network_device(self) -> torch.device:
-        return self.network_.bank.device
 
     # -- persistence -----------------------------------------------------------
     def save(self, path, *, overwrite: bool = False):
@@ -787,10 +671,16 @@ class _BaseMoE(BaseEstimator):
         pathlib.Path
             The folder written.
         """
-        from ._persistence import save
-
         check_is_fitted(self, "network_")
-        return save(self, path, overwrite=overwrite)
+        return _persistence.write_model(path, *_model_state.estimator_state(self), overwrite=overwrite)
+
+    def _fitted_values(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The estimator's own fitted values for a model file: header values, arrays."""
+        return _model_state.fitted_common(self)
+
+    def _set_fitted_values(self, fitted: dict, arrays, arch: dict) -> None:
+        """The inverse of :meth:`_fitted_values`, checked against the network ``arch``."""
+        _model_state.set_fitted_common(self, fitted, arrays, arch["n_experts"])
 
     def __getstate__(self):
         # A copy: BaseEstimator may hand back the live __dict__ itself.
@@ -799,7 +689,7 @@ class _BaseMoE(BaseEstimator):
         # pickle then loads without a GPU whatever device it was fitted on, and
         # does not depend on torch's own serialisation (weights_only & co.).
         if "network_" in state:
-            spec, arrays = network_to_arrays(state["network_"])
+            spec, arrays = engine.network_to_arrays(state["network_"])
             state["network_"] = {_PICKLED_NETWORK: 1, "spec": spec, "arrays": arrays}
         state["_skmoe_versions"] = _persistence.versions()
         return state
@@ -810,191 +700,13 @@ class _BaseMoE(BaseEstimator):
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
         network = state.get("network_")
         if isinstance(network, dict) and _PICKLED_NETWORK in network:
-            state["network_"] = network_from_arrays(network["spec"], network["arrays"])
+            state["network_"] = engine.network_from_arrays(network["spec"], network["arrays"])
         super().__setstate__(state)
-
-
-def _free_cuda_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _shares(routed: np.ndarray, n_experts: int) -> np.ndarray:
     """Share of the row-expert pairs ``routed`` ``(n, k)`` that each expert serves."""
     return np.bincount(routed.reshape(-1), minlength=n_experts) / routed.size
-
-
-_COMMON_PARAMS_DOC = """
-    n_experts : int, default=4
-        Number of experts (L in the paper). Each row is served by one expert
-        (two with ``router="learned", top_k=2``).
-    expert_depth : int, default=2
-        Hidden layers per expert (J). ``0`` gives linear experts.
-    expert_width : int, default=128
-        Units per hidden layer (W).
-    expert_members : int, default=8
-        Makes each expert a parameter-efficient ensemble of this many MLPs
-        (as in TabM-mini): the members share the hidden layers, differ by a
-        learned scale of the inputs and by their output layers, each learns
-        with its own loss, and the expert predicts their mean. A row still
-        runs through one expert, whose cost grows with the members.
-    prelu : bool, default=True
-        Learnable PReLU activations when True, ReLU when False.
-    router : {"voronoi", "learned"}, default="voronoi"
-        ``"voronoi"``: the MoMLP of Kratsios et al.; prototypes are fitted by
-        k-means on the preprocessed inputs and each row goes to the expert of
-        its nearest prototype. ``"learned"``: a linear gate trained with the
-        experts, balanced by the auxiliary-loss-free bias of DeepSeek-V3.
-    voronoi_search : {"auto", "exact", "tree"}, default="auto"
-        How a row finds its nearest prototype with ``router="voronoi"``.
-        ``"exact"`` compares it with every prototype; ``"tree"`` descends a
-        two-level tree of prototypes (about ``2 * sqrt(n_experts)``
-        comparisons), built so that every training row gets its exact nearest
-        prototype; new rows near a cell boundary may get a neighbouring one.
-        ``"auto"`` uses the tree from 256 experts on, where it measured
-        faster than the exhaustive search (``docs/benchmarks.md``). Training
-        and prediction always route the same way.
-    top_k : {1, 2}, default=1
-        Experts per row with ``router="learned"``; must be 1 for Voronoi.
-    categorical_features : "from_dtype", array-like of str, int or bool, or None, \
-            default="from_dtype"
-        Columns encoded as categories. ``"from_dtype"``: the pandas
-        ``category``, ``object``, ``string`` and ``bool`` columns of a
-        DataFrame (none for arrays); a list of column names or indices, or a
-        boolean mask; ``None`` for none. Levels seen at least 5 times get
-        their own one-hot slot (up to the 64 most frequent of a column, which
-        is then also target-encoded); missing values are a level of their
-        own; rare and unseen levels share an ``other`` slot.
-    numeric_bins : int, default=16
-        Each numeric column is given to the network in three views: robust
-        scaled, quantile-normalised, and a piecewise-linear encoding over
-        this many quantile bins (``numeric_bins`` numbers in [0, 1] per
-        column; Gorishniy et al., NeurIPS 2022). ``0`` leaves the third view
-        out. The bins let an expert bend a column's effect at every bin edge;
-        they widen the experts' input (and the routing space) by
-        ``numeric_bins`` per numeric column. A table with fewer than
-        ``32 * numeric_bins`` distinct training rows gets one bin per 32 rows
-        (``encoder_.numeric_.n_bins_``), so that no bin is learned from a
-        handful of rows.
-    learning_rate : float, default=1e-3
-        AdamW learning rate.
-    batch_size : int or "auto", default="auto"
-        Rows per minibatch (per expert during specialisation). ``"auto"`` is
-        a power of two near ``n_samples / 16`` between 32 and 256, so that
-        small tables still get about 16 steps per epoch.
-    max_epochs : int, default=200
-        Maximum epochs of each training phase (shared, then specialise).
-    weight_decay : float, default=1e-4
-        Decoupled (AdamW) weight decay.
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the rows (or use ``X_val``) and
-        keep the weights of the best validation epoch; with Voronoi routing
-        each expert stops on its own cell. ``"auto"`` enables it from 1,000
-        distinct training rows or when ``X_val`` is passed to ``fit``.
-    validation_fraction : float, default=0.1
-        Share of the training rows held out for early stopping.
-    n_iter_no_change : int, default=20
-        Epochs without improvement before a phase (or an expert) stops.
-    warm_start : bool, default=False
-        When True and the estimator is fitted, ``fit`` goes on from the fitted
-        model instead of starting over: if ``n_experts`` was raised, the
-        busiest experts are split (each half starts as a copy of its expert)
-        until there are ``n_experts``, then the experts train further on the
-        new data, each keeping its current weights unless training beats them
-        on its validation rows. The input encoding, the target scaling and the
-        architecture (``router``, ``top_k``, ``expert_depth``,
-        ``expert_width``, ``prelu``) are those of the first fit.
-    checkpoint_dir : str, path-like or None, default=None
-        Folder to which the best weights so far are saved every
-        ``checkpoint_every`` epochs, as a model :func:`skmoe.load` reads. To
-        resume after a crash, fit again with ``warm_start=True`` and the same
-        ``checkpoint_dir``: an unfitted estimator then starts from the saved
-        model and trains further (with fresh optimizer state, so the result is
-        not bit-identical to an uninterrupted fit).
-    checkpoint_every : int, default=10
-        Epochs between checkpoints. When the experts train in parallel
-        (``n_jobs``, Dask), a checkpoint is written each time a group of
-        experts finishes instead.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the validation split, the k-means prototypes, the initial
-        weights and the shuffling. On the CPU, the same seed gives the same
-        model.
-    device : str, default="auto"
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
-        ``"cuda:N"``.
-    n_threads : int or None, default=None
-        CPU threads for torch's kernels during ``fit`` and prediction.
-        ``None`` leaves torch's own setting, which already respects
-        ``threadpoolctl`` limits and ``OMP_NUM_THREADS``: in the worker
-        processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
-        joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
-        the CPU. The fitted model does not depend on it.
-    n_jobs : int or None, default=None
-        Parallel jobs for training the experts of ``router="voronoi"`` once
-        the router is fitted: the experts are independent, so they are split
-        into groups that joblib runs side by side. ``None`` means 1 unless in
-        a :func:`joblib.parallel_backend` context, so that inside
-        ``with joblib.parallel_backend("dask"):`` the groups run on the
-        workers of a Dask cluster (see :doc:`/scaling`); ``-1`` uses all
-        processors. The fitted model does not depend on it (bit for bit on
-        the CPU). Ignored by ``router="learned"``, whose router trains
-        jointly with the experts.
-    autocast : bool, default=False
-        Train under ``torch.autocast`` with bfloat16: the experts' matrix
-        products run in bfloat16 (weights, optimizer and losses stay
-        float32), which is faster on GPUs with bfloat16 tensor cores and
-        usually slower on CPUs. Routing and prediction always run in float32.
-        The accuracy difference is measured in ``docs/benchmarks.md``.
-    verbose : int, default=0
-        0 is silent; 1 prints one line per epoch (phase, train and validation
-        loss, expert load, seconds); 2 also shows a progress bar within each
-        epoch (over the expert jobs, when Voronoi experts train in parallel)
-        when tqdm is installed."""
-
-_COMMON_ATTRS_DOC = """
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features,)
-        Names of the features seen during fit, when ``X`` had string column names.
-    schema_ : object
-        Column types and category levels: ``schema_.is_categorical_`` (mask
-        of the categorical columns) and ``schema_.levels_`` (column index to
-        the sorted levels seen in fit).
-    encoder_ : object
-        The fitted input encoding: robust-scaled and quantile-normal views and
-        missing-value indicators of the numeric columns, one-hot slots of the
-        categorical ones (``encoder_.categorical_.slots_``).
-    network_ : torch.nn.Module
-        The fitted router and experts.
-    loss_curve_ : list of float
-        Training loss at each epoch, across both phases.
-    validation_scores_ : list of float
-        Negative validation loss at each epoch (NaN without validation data).
-    n_iter_ : int
-        Number of epochs run, across both phases.
-    best_epoch_ : ndarray of shape (n_experts,)
-        Epoch (index into ``loss_curve_``) whose weights each expert kept.
-    expert_usage_ : ndarray of shape (n_experts,)
-        Share of the training rows (of row-expert pairs for ``top_k=2``)
-        routed to each expert by the fitted router. A zero marks an expert
-        that serves no training row.
-    n_experts_ : int
-        Number of experts in the fitted model: ``n_experts``, unless
-        :meth:`prune_experts` retired some.
-    n_params_total_ : int
-        Parameters of the model: all experts plus the router (the Voronoi
-        prototypes, or the gate).
-    n_params_active_ : int
-        Parameters one row's prediction touches: its ``top_k`` experts plus
-        the router, which compares the row with every prototype (or runs the
-        whole gate).
-    history_ : dict of lists
-        Per-epoch ``phase``, ``train_loss``, ``validation_loss``,
-        ``expert_load`` (share of training rows per expert), routing health
-        (``load_cv``: coefficient of variation of the load across experts,
-        ``dead_experts``: experts that served no training row,
-        ``routing_entropy``: entropy of the load in nats, ``log(n_experts)``
-        when balanced) and ``seconds``. A warm start appends its epochs."""
 
 
 class MoERegressor(RegressorMixin, _BaseMoE):
@@ -1007,10 +719,10 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     are returned in the original units.
 
     Parameters
-    ----------{_COMMON_PARAMS_DOC}
+    ----------{COMMON_PARAMS_DOC}
 
     Attributes
-    ----------{_COMMON_ATTRS_DOC}
+    ----------{COMMON_ATTRS_DOC}
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         Weighted mean and standard deviation of the training target.
 
@@ -1109,10 +821,30 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         # TargetEncoder takes one continuous target; multi-output skips it.
         return (y[:, 0], "continuous") if y.shape[1] == 1 else (None, None)
 
-    def _y_tensor(self, y, device):
-        return torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
+    def _y_array(self, y):
+        return np.asarray(y, dtype=np.float32)
 
-    _loss = staticmethod(squared_error)
+    _loss = staticmethod(engine.squared_error)
+
+    def _fitted_values(self):
+        fitted, arrays = super()._fitted_values()
+        arrays["y_mean_"] = np.asarray(self.y_mean_, dtype=np.float64)
+        arrays["y_scale_"] = np.asarray(self.y_scale_, dtype=np.float64)
+        fitted["n_outputs_"] = int(self.n_outputs_)
+        fitted["y_1d"] = bool(self._y_1d)
+        return fitted, arrays
+
+    def _set_fitted_values(self, fitted, arrays, arch):
+        self.y_mean_, self.y_scale_ = arrays.get("y_mean_", "f"), arrays.get("y_scale_", "f")
+        try:
+            self.n_outputs_, self._y_1d = int(fitted["n_outputs_"]), bool(fitted["y_1d"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None
+        n_outputs = self.n_outputs_
+        if self.y_mean_.shape != (n_outputs,) or self.y_scale_.shape != (n_outputs,):
+            raise ModelFileError("The target scaling does not match the number of outputs.")
+        _check_outputs(arch, n_outputs)
+        super()._set_fitted_values(fitted, arrays, arch)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1130,13 +862,13 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     default an ensemble of 8 that share their hidden layers.
 
     Parameters
-    ----------{_COMMON_PARAMS_DOC}
+    ----------{COMMON_PARAMS_DOC}
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``; as in
         :class:`sklearn.linear_model.LogisticRegression`.
 
     Attributes
-    ----------{_COMMON_ATTRS_DOC}
+    ----------{COMMON_ATTRS_DOC}
     classes_ : ndarray of shape (n_classes,)
         The class labels.
 
@@ -1268,7 +1000,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         -------
         ndarray of shape (n_samples, n_classes), float64
         """
-        return F.log_softmax(torch.from_numpy(self._logits(X)), dim=1).numpy()
+        return engine.log_softmax(self._logits(X))
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each row.
@@ -1323,7 +1055,32 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     def _encoding_target(self, y):
         return y, "binary" if len(self.classes_) == 2 else "multiclass"
 
-    def _y_tensor(self, y, device):
-        return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+    def _y_array(self, y):
+        return np.asarray(y, dtype=np.int64)
 
-    _loss = staticmethod(log_loss)
+    _loss = staticmethod(engine.log_loss)
+
+    def _fitted_values(self):
+        fitted, arrays = super()._fitted_values()
+        arrays["classes_"], fitted["classes_dtype"] = _model_state.classes_to_array(self.classes_)
+        return fitted, arrays
+
+    def _set_fitted_values(self, fitted, arrays, arch):
+        classes = arrays.get("classes_", "fiubU")
+        self.classes_ = _model_state.classes_from_array(classes, fitted.get("classes_dtype"))
+        self._label_encoder = LabelEncoder()
+        self._label_encoder.classes_ = self.classes_
+        _check_outputs(arch, 1 if len(self.classes_) == 2 else len(self.classes_))
+        super()._set_fitted_values(fitted, arrays, arch)
+
+
+# A subclass is saved as the skmoe estimator it derives from.
+MoERegressor._saved_as = MoERegressor
+MoEClassifier._saved_as = MoEClassifier
+
+
+def _check_outputs(arch: dict, n_outputs: int) -> None:
+    if arch["n_outputs"] != n_outputs:
+        raise ModelFileError(
+            f"The experts give {arch['n_outputs']} outputs, but the target needs {n_outputs}."
+        )

@@ -13,7 +13,9 @@ from scipy.special import ndtri
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.preprocessing import TargetEncoder
 
+from ._arrays import ArrayReader
 from ._table import sorted_lookup
+from .exceptions import ModelFileError
 
 _SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 
@@ -114,6 +116,30 @@ class NumericEncoder:
         robust = z / np.sqrt(1.0 + (z / self.clip) ** 2)
         indicators = missing[:, self.has_missing_].astype(np.float64)
         return np.hstack([robust, self._quantile_normal(X), self._piecewise_linear(X), indicators])
+
+    _ARRAYS = ("levels_", "quantiles_", "center_", "scale_", "median_", "has_missing_")
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays by attribute name (the bin count goes in the header)."""
+        return {attr: np.asarray(getattr(self, attr)) for attr in self._ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: ArrayReader, n_bins: int, n_columns: int) -> "NumericEncoder":
+        """The encoder of :meth:`to_arrays` for ``n_columns`` columns, every array checked."""
+        if n_bins < 0:
+            raise ModelFileError(f"The number of numeric bins must be >= 0, got {n_bins}.")
+        encoder = cls(n_bins)
+        encoder.n_bins_ = n_bins
+        shapes = {"levels_": (cls.n_quantiles,), "quantiles_": (cls.n_quantiles, n_columns)}
+        for attr in cls._ARRAYS:
+            kinds = "b" if attr == "has_missing_" else "f"
+            setattr(encoder, attr, arrays.get(attr, kinds, shapes.get(attr, (n_columns,))))
+        q = encoder.quantiles_
+        if not (np.isfinite(q).all() and (np.diff(q, axis=0) >= 0).all()):
+            raise ModelFileError(
+                f"The array '{arrays.prefix}quantiles_' must be finite and sorted in each column."
+            )
+        return encoder
 
     def bin_edges(self) -> np.ndarray:
         """Edges of the piecewise-linear bins, ``(n_bins + 1, n_features)``.
@@ -272,6 +298,37 @@ class CategoricalEncoder:
             blocks.append(np.where(hit[:, None], encodings[pos], default))
         return np.hstack(blocks)
 
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The fitted slots and target-encoding tables as a spec and named arrays."""
+        arrays = {f"slots/{i}": np.asarray(slots, dtype=np.float64) for i, slots in enumerate(self.slots_)}
+        for i, (codes, encodings, default) in enumerate(self.target_tables_):
+            arrays.update({f"target/{i}/codes": codes, f"target/{i}/encodings": encodings,
+                           f"target/{i}/default": default})
+        spec = {"n_slot_columns": len(self.slots_), "target_columns": [int(j) for j in self.target_columns_]}
+        return spec, arrays
+
+    @classmethod
+    def from_arrays(cls, spec: dict, arrays: ArrayReader, n_levels: dict[int, int]) -> "CategoricalEncoder":
+        """The encoder of :meth:`to_arrays`, checked against the number of
+        levels of each categorical column (``n_levels``: column index -> count,
+        in column order)."""
+        target_columns = [int(j) for j in spec["target_columns"]]
+        n_columns = len(n_levels)
+        if int(spec["n_slot_columns"]) != n_columns or any(not 0 <= j < n_columns for j in target_columns):
+            raise ModelFileError("The categorical encoding does not match the categorical columns.")
+        encoder = cls()
+        encoder.slots_ = [arrays.get(f"slots/{i}", "f") for i in range(n_columns)]
+        for slots, (column, n) in zip(encoder.slots_, n_levels.items()):
+            if slots.ndim != 1 or len(slots) and (slots.min() < -1 or slots.max() >= n):
+                raise ModelFileError(f"The one-hot slots of column {column} name levels that do not exist.")
+        encoder.target_columns_, encoder.target_tables_ = target_columns, []
+        for i in range(len(target_columns)):
+            codes, encodings, default = (arrays.get(f"target/{i}/{k}", "f") for k in ("codes", "encodings", "default"))
+            if codes.ndim != 1 or default.ndim != 1 or encodings.shape != (len(codes), len(default)):
+                raise ModelFileError(f"The target-encoding table {i} has inconsistent shapes.")
+            encoder.target_tables_.append((codes, encodings, default))
+        return encoder
+
     def _onehot(self, C: np.ndarray) -> np.ndarray:
         blocks = []
         for j, slots in enumerate(self.slots_):
@@ -336,6 +393,35 @@ class TableEncoder:
     @property
     def n_outputs(self) -> int:
         return self.numeric_.n_outputs + self.categorical_.n_outputs
+
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The fitted encoding as a JSON-ready spec and named arrays."""
+        spec, arrays = self.categorical_.to_arrays()
+        spec["numeric_bins"] = int(self.numeric_._n_bins)
+        arrays.update({f"numeric/{k}": v for k, v in self.numeric_.to_arrays().items()})
+        return spec, arrays
+
+    @classmethod
+    def from_arrays(
+        cls, spec: dict, arrays: ArrayReader, is_categorical: np.ndarray, levels: dict[int, np.ndarray]
+    ) -> "TableEncoder":
+        """The encoding of :meth:`to_arrays` for a schema's columns, checked.
+
+        Files written before the piecewise-linear view have no bins.
+        """
+        try:
+            n_bins = int(spec.get("numeric_bins", 0))
+            cat_spec = {"n_slot_columns": int(spec["n_slot_columns"]),
+                        "target_columns": [int(j) for j in spec["target_columns"]]}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None
+        encoder = cls(is_categorical)
+        encoder.numeric_ = NumericEncoder.from_arrays(
+            arrays.sub("numeric/"), n_bins, int((~is_categorical).sum())
+        )
+        n_levels = {int(j): len(levels[j]) for j in np.flatnonzero(is_categorical)}
+        encoder.categorical_ = CategoricalEncoder.from_arrays(cat_spec, arrays, n_levels)
+        return encoder
 
     def describe(self, Z: np.ndarray, levels: dict[int, np.ndarray]) -> list[np.ndarray]:
         """Points ``Z`` of the encoded space (prototypes) in the original units.

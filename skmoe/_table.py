@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._arrays import ArrayReader
+from .exceptions import ModelFileError
+
 MISSING = -1.0
 UNSEEN = -2.0
 
@@ -117,6 +120,31 @@ class TableSchema:
                     f"boolean mask, got {item!r}."
                 )
         return mask
+
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The fitted schema as a JSON-ready spec and named arrays (its levels)."""
+        spec = {
+            "is_categorical": [bool(b) for b in self.is_categorical_],
+            "levels": sorted(int(j) for j in self.levels_),
+        }
+        return spec, {f"levels/{j}": np.asarray(levels, dtype=str) for j, levels in self.levels_.items()}
+
+    @classmethod
+    def from_arrays(
+        cls, spec: dict, arrays: ArrayReader, categorical_features, n_features: int
+    ) -> "TableSchema":
+        """The schema of :meth:`to_arrays`, checked against ``n_features`` columns."""
+        try:
+            is_categorical = np.asarray(spec["is_categorical"], dtype=bool)
+            level_columns = [int(j) for j in spec["levels"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None
+        if is_categorical.shape != (n_features,) or sorted(level_columns) != list(np.flatnonzero(is_categorical)):
+            raise ModelFileError("The schema does not match the number of features or the categorical columns.")
+        schema = cls(categorical_features)
+        schema.is_categorical_ = is_categorical
+        schema.levels_ = {j: arrays.get(f"levels/{j}", "U") for j in level_columns}
+        return schema
 
     def to_codes(self, X) -> np.ndarray:
         """The float64 matrix of numeric values and category codes."""

@@ -15,22 +15,9 @@ from numbers import Integral
 
 from sklearn.utils.validation import check_is_fitted
 
+from ._torch import api as engine
+
 __all__ = ["count_parameters", "param_grid_for_budget", "vc_dimension_bound"]
-
-
-def _expert_params(
-    n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
-) -> int:
-    # An ensemble expert has one head per member and its members' input scales.
-    dims = [n_inputs] + [width] * depth + [n_outputs * members]
-    linear = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-    adapters = members * n_inputs if members > 1 else 0
-    return linear + (depth * width if prelu else 0) + adapters
-
-
-def _router_params(n_inputs: int, n_experts: int, router: str) -> int:
-    # Voronoi: the prototypes; learned: the linear gate (weights and biases).
-    return n_experts * n_inputs + (n_experts if router == "learned" else 0)
 
 
 def count_parameters(
@@ -74,8 +61,8 @@ def count_parameters(
     >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8)  # 8 members each
     (1032, 288)
     """
-    per_expert = _expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu, expert_members)
-    router_params = _router_params(n_inputs, n_experts, router)
+    per_expert = engine.expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu, expert_members)
+    router_params = engine.router_params(n_inputs, n_experts, router)
     return n_experts * per_expert + router_params, top_k * per_expert + router_params
 
 
@@ -120,8 +107,8 @@ def vc_dimension_bound(estimator, n_inputs: int | None = None) -> int:
             ) from None
         L, n = estimator.n_experts, n_inputs
     else:
-        L = estimator.network_.router.n_experts
-        n = estimator.network_.bank.n_inputs
+        fitted = engine.architecture(estimator.network_)
+        L, n = fitted["n_experts"], fitted["n_inputs"]
     J, W = estimator.expert_depth, estimator.expert_width
     return int(L * max(n * L, J * W))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._torch import api as engine
+
 __all__ = ["plot_expert_usage", "plot_routing_2d", "plot_training_history"]
 
 
@@ -125,16 +127,16 @@ def plot_routing_2d(model, X, *, max_rows: int = 5_000, random_state=0, ax=None)
     _pyplot()
     check_is_fitted(model, "network_")
     experts = model._route(X)[0][:, 0]  # each row's first expert
-    Z = np.concatenate(model._map_chunks(X, lambda x: x.cpu().numpy()))
+    Z = model.encoder_.transform(model._validate_X(X, reset=False))
     rng = np.random.default_rng(random_state)
     rows = rng.permutation(len(Z))[:max_rows]
     pca = PCA(n_components=2, random_state=random_state).fit(Z[rows])
     P = pca.transform(Z[rows])
     ax = _axes(ax)
     ax.scatter(P[:, 0], P[:, 1], c=experts[rows], cmap="tab20", s=4, alpha=0.7)
-    prototypes = getattr(model.network_.router, "prototypes", None)
+    prototypes = engine.prototypes(model.network_)
     if prototypes is not None:
-        C = pca.transform(prototypes.double().cpu().numpy())
+        C = pca.transform(prototypes)
         ax.scatter(C[:, 0], C[:, 1], marker="x", color="black", s=30, label="prototypes")
         ax.legend()
     ax.set_xlabel("principal component 1")

@@ -33,8 +33,9 @@ def _bank(members, n_outputs=2, depth=2):
 
 def test_members_are_separate_mlps_sharing_hidden_layers():
     """Each member is the MLP that sees the inputs scaled by its adapter and
-    whose output layer is its own block of columns; outside training the
-    expert returns the members' mean."""
+    whose output layer is its own block of columns; the expert predicts the
+    members' mean, and forward_members gives every member's output, whatever
+    the gradient mode."""
     k, o = 3, 2
     bank = _bank(k, o)
     x = torch.randn(7, 5)
@@ -52,9 +53,12 @@ def test_members_are_separate_mlps_sharing_hidden_layers():
         ]
         mean = bank.forward_groups([None, x])[1]
     torch.testing.assert_close(mean, torch.stack(members).mean(0))
-    each = bank.forward_groups([None, x])  # gradients on: every member's output
-    assert each[1].shape == (7, k * o)
-    torch.testing.assert_close(each[1].detach(), torch.cat(members, dim=1))
+    torch.testing.assert_close(bank.forward_groups([None, x])[1].detach(), mean)  # gradients on: the same
+    each = bank.forward_members([None, x])  # every member's output
+    assert each[1].shape == (7, k, o)
+    torch.testing.assert_close(each[1].detach(), torch.stack(members, dim=1))
+    with torch.no_grad():
+        torch.testing.assert_close(bank.forward_members([None, x])[1], each[1].detach())
 
 
 def test_linear_ensemble_experts_scale_their_inputs():
@@ -73,12 +77,12 @@ def test_linear_ensemble_experts_scale_their_inputs():
 def test_member_loss_is_the_mean_of_each_members_loss(base, y):
     k = 4
     n_out = 2 if base is squared_error else 3
-    loss = MemberLoss(base, k, n_out)
-    out = torch.randn(6, k * n_out)
-    expected = torch.stack([base(out[:, j * n_out : (j + 1) * n_out], y) for j in range(k)]).mean(0)
+    loss = MemberLoss(base)
+    out = torch.randn(6, k, n_out)  # every member's output
+    expected = torch.stack([base(out[:, j], y) for j in range(k)]).mean(0)
     torch.testing.assert_close(loss(out, y), expected)
-    mean = torch.randn(6, n_out)  # the members' mean, at validation: the plain loss
-    torch.testing.assert_close(loss(mean, y), base(mean, y))
+    single = torch.randn(6, 1, n_out)  # a plain MLP is one member: the plain loss
+    torch.testing.assert_close(loss(single, y), base(single[:, 0], y))
     assert pickle.loads(pickle.dumps(loss))(out, y).shape == (6,)  # goes to worker processes
 
 

@@ -214,7 +214,7 @@ def test_a_rows_prediction_does_not_depend_on_its_batch_or_threads(width, n_inpu
 def test_predict_in_chunks_equals_predict_at_once(model, data, monkeypatch):
     X = data[0]
     expected = model.predict(X)
-    monkeypatch.setattr("skmoe._estimators._PREDICT_CHUNK", 97)
+    monkeypatch.setattr("skmoe._torch.device.CHUNK_ROWS", 97)
     np.testing.assert_array_equal(model.predict(X), expected)
     np.testing.assert_array_equal(np.concatenate([model.predict(X[i : i + 1]) for i in range(50)]), expected[:50])
 

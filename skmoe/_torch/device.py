@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import torch
 
+# Rows handled at once wherever all rows need not be: prediction, routing and
+# evaluation run over chunks of this many rows, so that memory stays bounded.
+CHUNK_ROWS = 65_536
+# Out of GPU memory predicting fewer rows than this at a time: give up.
+MIN_PREDICT_CHUNK = 256
+
 
 def resolve_device(device: str) -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a device.
@@ -52,3 +58,9 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     MKL's strict mode is on, and ran at half the speed.
     """
     return torch.float32
+
+
+def free_cuda_cache(device: torch.device) -> None:
+    """Hand cached GPU memory back after an out-of-memory error on ``device``."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -114,7 +114,10 @@ class ExpertBank(nn.Module):
     def forward_groups(
         self, inputs: Sequence[torch.Tensor | None]
     ) -> list[torch.Tensor | None]:
-        """Run expert ``e`` on ``inputs[e]``; ``None`` or empty groups are skipped.
+        """The prediction of expert ``e`` on ``inputs[e]``: its members' mean.
+
+        ``None`` or empty groups are skipped. Gradient mode changes nothing
+        here (training uses :meth:`forward_members`).
 
         Parameters
         ----------
@@ -127,30 +130,25 @@ class ExpertBank(nn.Module):
             ``outputs[e]`` has shape ``(n_e, n_outputs)``, ``None`` where the
             input was ``None`` or empty.
         """
-        # Inference may run in a wider dtype than the stored weights (float64 on
-        # the CPU); during training the casts are no-ops.
-        dtype = next((h.dtype for h in inputs if h is not None), self.weights[0].dtype)
-        if torch.is_grad_enabled():
-            weights = [w.to(dtype).unbind(0) for w in self.weights]  # per layer: E x (in, out)
-            biases = [b.to(dtype).unbind(0) for b in self.biases]
-            slopes = [a.to(dtype).unbind(0) for a in self.slopes]
-            adapters = [a.to(dtype).unbind(0) for a in self.adapters]
-        else:
-            # Without a graph, cast only the experts that have rows (the same
-            # values): a single-row prediction then costs one expert's cast.
-            weights = [_Cast(w, dtype) for w in self.weights]
-            biases = [_Cast(b, dtype) for b in self.biases]
-            slopes = [_Cast(a, dtype) for a in self.slopes]
-            adapters = [_Cast(a, dtype) for a in self.adapters]
-        return [
-            None
-            if h is None or h.shape[0] == 0
-            else mlp_forward(
-                h, [w[e] for w in weights], [b[e] for b in biases], [a[e] for a in slopes], self.prelu,
-                adapters[0][e] if adapters else None,
-            )
-            for e, h in enumerate(inputs)
-        ]
+        # Cast only the experts that have rows (inference may run in a wider
+        # dtype than the weights): a single-row prediction costs one expert's cast.
+        dtype = _input_dtype(inputs, self.weights[0].dtype)
+        params = [[_Cast(p, dtype) for p in getattr(self, g)] for g in PARAM_GROUPS]
+        return _per_expert(inputs, params, self.prelu, mlp_forward)
+
+    def forward_members(
+        self, inputs: Sequence[torch.Tensor | None]
+    ) -> list[torch.Tensor | None]:
+        """Every member's output of expert ``e`` on ``inputs[e]``, for training.
+
+        As :meth:`forward_groups`, but ``outputs[e]`` has shape
+        ``(n_e, members, n_outputs)`` (``members`` is 1 for a plain MLP).
+        """
+        dtype = _input_dtype(inputs, self.weights[0].dtype)
+        # Unbound once: indexing ``W[e]`` per expert inside the graph would make
+        # the backward cost grow with the square of the number of experts.
+        params = [[p.to(dtype).unbind(0) for p in getattr(self, g)] for g in PARAM_GROUPS]
+        return _per_expert(inputs, params, self.prelu, mlp_members)
 
     @property
     def n_inputs(self) -> int:
@@ -194,7 +192,7 @@ class ExpertBank(nn.Module):
 
     def n_params_per_expert(self) -> int:
         """Number of trainable parameters of one expert."""
-        return sum(p[0].numel() for p in self.parameters())
+        return expert_params(self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu, self.members)
 
 
 class _Cast:
@@ -205,6 +203,35 @@ class _Cast:
 
     def __getitem__(self, e: int) -> torch.Tensor:
         return self.stack[e].to(self.dtype)
+
+
+def _input_dtype(inputs: Sequence[torch.Tensor | None], default: torch.dtype) -> torch.dtype:
+    return next((h.dtype for h in inputs if h is not None), default)
+
+
+def _per_expert(inputs, params, prelu: bool, forward) -> list[torch.Tensor | None]:
+    """``forward`` of expert ``e`` on ``inputs[e]``; ``params`` per group, each indexable by expert."""
+    weights, biases, slopes, adapters = params
+    return [
+        None
+        if h is None or h.shape[0] == 0
+        else forward(
+            h, [w[e] for w in weights], [b[e] for b in biases], [a[e] for a in slopes], prelu,
+            adapters[0][e] if adapters else None,
+        )
+        for e, h in enumerate(inputs)
+    ]
+
+
+def expert_params(
+    n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
+) -> int:
+    """Parameters of one expert of this shape (the one count every caller uses)."""
+    # An ensemble expert has one head per member and its members' input scales.
+    dims = [n_inputs] + [width] * depth + [n_outputs * members]
+    linear = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    adapters = members * n_inputs if members > 1 else 0
+    return linear + (depth * width if prelu else 0) + adapters
 
 
 def split_state(
@@ -226,71 +253,94 @@ def mlp_forward(
     prelu: bool,
     adapter: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One expert on its rows ``h`` ``(n, n_inputs)``.
+    """One expert's prediction on its rows ``h`` ``(n, n_inputs)``: ``(n, n_outputs)``.
 
     ``weights[i]`` is ``(in, out)``, ``biases[i]`` ``(out,)`` and ``slopes[i]``
     ``(width,)`` (none for ReLU). ``adapter`` ``(k, n_inputs)`` makes the
     expert an ensemble of ``k`` members: member ``j`` sees the inputs scaled
-    by ``adapter[j]``, and its head is the ``j``-th block of ``n_outputs``
-    columns of the output layer.
-
-    Returns ``(n, n_outputs)``; for an ensemble while training (gradients
-    enabled), every member's output instead, ``(n, k * n_outputs)`` (member
-    by member), for the per-member loss of :class:`MemberLoss`.
+    by ``adapter[j]``, its head is the ``j``-th block of ``n_outputs``
+    columns of the output layer, and the prediction is the members' mean.
     """
     # BLAS rounds the rows of a ragged last tile differently: padding the rows
-    # to a multiple of the tile height at inference makes a row's output
-    # independent of how many rows share its expert (pruning and batch scoring
-    # then change no kept row's prediction, bit for bit).
-    pad_to = 1 if torch.is_grad_enabled() else _INFERENCE_ROW_MULTIPLE
+    # to a multiple of the tile height makes a row's output independent of how
+    # many rows share its expert (pruning and batch scoring then change no
+    # kept row's prediction, bit for bit).
     n = h.shape[0]
-    if pad_to > 1 and n > _INFERENCE_BLOCK:
+    if n > _INFERENCE_BLOCK:
         # Blocks whose activations stay in cache (measured 1.3x faster on
         # 100k rows); rows are independent, so the result is the same.
         return torch.cat(
             [mlp_forward(block, weights, biases, slopes, prelu, adapter) for block in h.split(_INFERENCE_BLOCK)]
         )
-    if n % pad_to:
-        h = torch.cat([h, h.new_zeros(pad_to - n % pad_to, h.shape[1])])
+    if n % _INFERENCE_ROW_MULTIPLE:
+        h = torch.cat([h, h.new_zeros(_INFERENCE_ROW_MULTIPLE - n % _INFERENCE_ROW_MULTIPLE, h.shape[1])])
+    h = _hidden(h, weights, biases, slopes, prelu, adapter)
+    if adapter is None:
+        return torch.addmm(biases[-1], h, weights[-1])[:n]
+    k, width, heads = _heads(weights[-1], adapter)
+    # The members' mean as one product over their stacked hidden units, so
+    # that its rounding, like every other layer's, does not depend on how
+    # many rows share the batch (a separate mean over the members does).
+    mean_head = heads.reshape(k * width, -1) / k
+    return torch.addmm(biases[-1].view(k, -1).mean(dim=0), h.view(-1, k * width), mean_head)[:n]
+
+
+def mlp_members(
+    h: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    slopes: Sequence[torch.Tensor],
+    prelu: bool,
+    adapter: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Every member's output on ``h`` ``(n, n_inputs)``: ``(n, k, n_outputs)``.
+
+    The arguments are those of :func:`mlp_forward`; a plain MLP (no
+    ``adapter``) is one member. This is the training path, for the
+    per-member loss of :class:`MemberLoss`.
+    """
+    h = _hidden(h, weights, biases, slopes, prelu, adapter)
+    if adapter is None:
+        return torch.addmm(biases[-1], h, weights[-1]).unsqueeze(1)
+    k, width, heads = _heads(weights[-1], adapter)
+    # Each member through its own head: (k, rows, width) @ (k, width, o).
+    out = torch.baddbmm(biases[-1].view(k, 1, -1), h.view(-1, k, width).transpose(0, 1), heads)
+    return out.transpose(0, 1)  # (n, k, o)
+
+
+def _hidden(h, weights, biases, slopes, prelu: bool, adapter) -> torch.Tensor:
+    """The last hidden layer: ``(n, width)``, or ``(n * k, width)`` for ``k`` members."""
     if adapter is not None:
         h = (h.unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in), a row's members adjacent
     for layer in range(len(weights) - 1):
         h = torch.addmm(biases[layer], h, weights[layer])
         h = F.prelu(h, slopes[layer]) if prelu else F.relu(h)
-    if adapter is None:
-        return torch.addmm(biases[-1], h, weights[-1])[:n]
+    return h
+
+
+def _heads(out_weight: torch.Tensor, adapter: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+    """The members' output layers, ``(k, width, o)``, from the stacked ``(width, k * o)``."""
     k = adapter.shape[0]
-    width, o = h.shape[1], weights[-1].shape[1] // k
-    heads = weights[-1].view(width, k, o).transpose(0, 1)  # (k, width, o)
-    if torch.is_grad_enabled():
-        # Each member through its own head: (k, rows, width) @ (k, width, o).
-        out = torch.baddbmm(biases[-1].view(k, 1, o), h.view(-1, k, width).transpose(0, 1), heads)
-        return out.transpose(0, 1).flatten(1)  # (n, k * o)
-    # The members' mean as one product over their stacked hidden units, so
-    # that its rounding, like every other layer's, does not depend on how
-    # many rows share the batch (a separate mean over the members does).
-    mean_head = heads.reshape(k * width, o) / k
-    return torch.addmm(biases[-1].view(k, o).mean(dim=0), h.view(-1, k * width), mean_head)[:n]
+    width, o = out_weight.shape[0], out_weight.shape[1] // k
+    return k, width, out_weight.view(width, k, o).transpose(0, 1)
 
 
 class MemberLoss:
     """A per-row loss that averages over the members of an ensemble expert.
 
-    Called on every member's outputs ``(n, members * n_outputs)`` (training),
-    it is the mean of each member's own loss, so that every member learns to
-    predict on its own (a loss of the members' mean would let them
-    specialise on each other's errors); on ``(n, n_outputs)`` (the members'
-    mean, at validation) it is ``loss_fn`` itself. A class rather than a
-    closure, so that expert jobs pickle to worker processes.
+    Called on every member's outputs ``(n, k, n_outputs)`` (from
+    :meth:`ExpertBank.forward_members`), it is the mean of each member's own
+    loss, so that every member learns to predict on its own (a loss of the
+    members' mean would let them specialise on each other's errors). A class
+    rather than a closure, so that expert jobs pickle to worker processes.
     """
 
-    def __init__(self, loss_fn, members: int, n_outputs: int) -> None:
-        self.loss_fn, self.members, self.n_outputs = loss_fn, members, n_outputs
+    def __init__(self, loss_fn) -> None:
+        self.loss_fn = loss_fn
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        k = self.members
-        if k == 1 or out.shape[1] != k * self.n_outputs:
-            return self.loss_fn(out, y)
-        n = out.shape[0]
-        per_member = self.loss_fn(out.reshape(n * k, self.n_outputs), y.repeat_interleave(k, dim=0))
+        n, k, o = out.shape
+        if k == 1:
+            return self.loss_fn(out[:, 0], y)
+        per_member = self.loss_fn(out.reshape(n * k, o), y.repeat_interleave(k, dim=0))
         return per_member.view(n, k).mean(dim=1)

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._theory import _expert_params
-from .experts import PARAM_GROUPS, ExpertBank, mlp_forward
+from .experts import PARAM_GROUPS, ExpertBank, expert_params, mlp_forward
 from .state import bank_sizes, expert_from_shard
 
 ExpertParams = dict[str, list[torch.Tensor]]
@@ -74,7 +73,9 @@ class LazyExpertBank(nn.Module):
         return params
 
     def forward_groups(self, inputs: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
-        """As :meth:`ExpertBank.forward_groups`, loading the experts it needs."""
+        """As :meth:`ExpertBank.forward_groups` (the experts' predictions),
+        loading the experts it needs. A lazy bank only predicts: it has no
+        ``forward_members``."""
         outputs: list[torch.Tensor | None] = []
         for e, h in enumerate(inputs):
             if h is None or h.shape[0] == 0:
@@ -86,7 +87,7 @@ class LazyExpertBank(nn.Module):
         return outputs
 
     def n_params_per_expert(self) -> int:
-        return _expert_params(self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu, self.members)
+        return expert_params(self.n_inputs, self.n_outputs, self.depth, self.width, self.prelu, self.members)
 
     def materialize(self) -> ExpertBank:
         """An ordinary bank holding every expert (reads every shard; not cached)."""

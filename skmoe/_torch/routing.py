@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import CHUNK_ROWS
 from .experts import ExpertBank
 
 
@@ -38,7 +39,7 @@ def full_precision(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
-def nearest_prototype_numpy(Z: np.ndarray, prototypes: np.ndarray, chunk: int = 65_536):
+def nearest_prototype_numpy(Z: np.ndarray, prototypes: np.ndarray, chunk: int = CHUNK_ROWS):
     """:func:`nearest_prototype` for NumPy arrays, in float64, ``chunk`` rows at a time."""
     P = torch.from_numpy(np.asarray(prototypes, dtype=np.float64))
     Z64 = torch.from_numpy(np.asarray(Z, dtype=np.float64))
@@ -50,7 +51,7 @@ class PrototypeTree(nn.Module):
 
     A row goes to the group of its nearest group centre, then to its nearest
     prototype among that group's members (see
-    :func:`skmoe._prototypes.fit_routing_tree`), so a row is compared with
+    :func:`skmoe._torch.prototypes.fit_routing_tree`), so a row is compared with
     about ``2 * sqrt(E)`` points instead of ``E``.
 
     Parameters
@@ -71,7 +72,7 @@ class PrototypeTree(nn.Module):
 
     @classmethod
     def from_numpy(cls, centres: np.ndarray, members: list[np.ndarray]) -> "PrototypeTree":
-        """The tree of :func:`skmoe._prototypes.fit_routing_tree`'s arrays."""
+        """The tree of :func:`skmoe._torch.prototypes.fit_routing_tree`'s arrays."""
         return cls(torch.from_numpy(centres), [torch.from_numpy(m) for m in members])
 
     def group_members(self) -> list[torch.Tensor]:
@@ -241,6 +242,7 @@ def sparse_forward(
     x: torch.Tensor,
     experts: torch.Tensor,
     gates: torch.Tensor | None,
+    members: bool = False,
 ) -> torch.Tensor:
     """Mix the outputs of each row's experts, running every expert only once.
 
@@ -254,25 +256,30 @@ def sparse_forward(
     experts : long tensor of shape (n, k)
     gates : tensor of shape (n, k) or None
         Mixing weights; ``None`` means ``k == 1`` with weight one.
+    members : bool, default=False
+        Mix every ensemble member's output (training) instead of the
+        experts' predictions.
 
     Returns
     -------
-    tensor of shape (n, n_outputs)
+    tensor of shape (n, n_outputs), or (n, members, n_outputs) with ``members=True``
     """
     n, k = experts.shape
     flat = experts.reshape(-1)  # (n * k,)
     order = torch.argsort(flat, stable=True)
     rows = order // k  # source row of each sorted slot
     counts = torch.bincount(flat, minlength=bank.n_experts).tolist()
-    grouped = bank.forward_groups(x.index_select(0, rows).split(counts))
-    y = torch.cat([g for g in grouped if g is not None])  # (n * k, n_outputs)
+    forward = bank.forward_members if members else bank.forward_groups
+    grouped = forward(x.index_select(0, rows).split(counts))
+    y = torch.cat([g for g in grouped if g is not None])  # (n * k, [members,] n_outputs)
     if gates is None:
-        return y.new_empty(n, y.shape[1]).index_copy_(0, rows, y)
-    y = y * gates.reshape(-1)[order, None]
-    return y.new_zeros(n, y.shape[1]).index_add_(0, rows, y)
+        return y.new_empty(n, *y.shape[1:]).index_copy_(0, rows, y)
+    slot_gates = gates.reshape(-1)[order]
+    y = y * slot_gates.view(-1, *[1] * (y.dim() - 1))
+    return y.new_zeros(n, *y.shape[1:]).index_add_(0, rows, y)
 
 
-def route_in_chunks(router: nn.Module, X: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
+def route_in_chunks(router: nn.Module, X: torch.Tensor, chunk: int = CHUNK_ROWS) -> torch.Tensor:
     """Expert indices ``(n, k)`` of every row of ``X``, routed ``chunk`` rows at a time."""
     return torch.cat([router(x)[0] for x in X.split(chunk)])
 

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import resolve_device
-from .experts import mlp_forward, split_state
+from .device import CHUNK_ROWS, resolve_device
+from .experts import MemberLoss, mlp_forward, mlp_members, split_state
 from .stopping import EarlyStopping
 
-_EVAL_CHUNK = 65_536
 
 
 @dataclass
@@ -59,7 +58,7 @@ class ExpertJob:
     val: CellRows | None
     seeds: np.ndarray  # (n_group,) one shuffling seed per expert
     n_steps: int  # optimizer steps per epoch, the same for every expert
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per row, on predictions (n, o)
     learning_rate: float
     weight_decay: float
     max_epochs: int
@@ -133,6 +132,7 @@ class _Run:
             for state in job.states
         ]
         self.generators = [torch.Generator().manual_seed(int(s)) for s in job.seeds]
+        self.member_loss = MemberLoss(job.loss_fn)
         self.train_weight = np.array([float(self.w[r].double().sum()) for r in self.rows])
         self.val = None
         self.val_weight = np.zeros(n)
@@ -206,7 +206,7 @@ class _Run:
                 i = batches[e][step]
                 if len(i) == 0:
                     continue
-                row_loss = job.loss_fn(self._forward(e, self.X[i]), self.y[i])
+                row_loss = self.member_loss(self._forward(e, self.X[i], members=True), self.y[i])
                 w = self.w[i]
                 # Each expert's mean loss; summed, each gets its own gradient.
                 terms.append((row_loss * w).sum() / w.sum().clamp_min(1e-12))
@@ -242,9 +242,11 @@ class _Run:
             self.snapshots[e] = self._state(e)
 
     # -- helpers --------------------------------------------------------------
-    def _forward(self, e: int, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, e: int, x: torch.Tensor, members: bool = False) -> torch.Tensor:
+        """Expert ``e`` on ``x``: its prediction ``(n, o)``, or every member's ``(n, k, o)``."""
         weights, biases, slopes, adapter = split_state(self.params[e], self.job.n_layers, self.job.prelu)
-        return mlp_forward(x, weights, biases, slopes, self.job.prelu, adapter)
+        forward = mlp_members if members else mlp_forward
+        return forward(x, weights, biases, slopes, self.job.prelu, adapter)
 
     @torch.no_grad()
     def _val_losses(self) -> np.ndarray:
@@ -258,7 +260,7 @@ class _Run:
                 continue
             total = sum(
                 float((self.job.loss_fn(self._forward(e, X[i]), y[i]).double() * w[i]).sum())
-                for i in r.split(_EVAL_CHUNK)
+                for i in r.split(CHUNK_ROWS)
             )
             out[e] = total / max(float(w[r].double().sum()), 1e-12)
         return out

@@ -28,19 +28,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from sklearn.exceptions import ConvergenceWarning
 
-from .experts import ExpertBank
+from .device import CHUNK_ROWS
+from .experts import ExpertBank, MemberLoss
 from .parallel import n_workers as parallel_workers
 from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
 from .specialise import CellRows, ExpertJob, ExpertResult, expert_groups, train_experts
 from .stopping import EarlyStopping
 
-# Per-row loss: (outputs (n, o), targets) -> (n,)
+# Per-row loss: (predictions (n, o), targets) -> (n,)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-_EVAL_CHUNK = 65_536
 
 
 @dataclass
@@ -118,13 +119,32 @@ def _progress(iterable, verbose: int, desc: str):
     return tqdm(iterable, desc=desc, leave=False)
 
 
+@dataclass
+class _Phase:
+    """One phase trained on all rows at once, with one early stopping.
+
+    The shared warm-up and the joint training of a learned router are both
+    phases; :meth:`Trainer._run_phase` is their one loop.
+    """
+
+    name: str
+    module: nn.Module  # what is trained; its best state_dict is kept
+    train_forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]  # (n, k, o), experts
+    eval_forward: Callable[[torch.Tensor], torch.Tensor]  # predictions (n, o)
+    snapshot: Callable[[dict | None], MoENetwork]  # the network at these weights (checkpoints)
+    load: Callable[[], np.ndarray]  # share of rows per expert after an epoch
+    router: LearnedRouter | None = None  # balanced after every step
+    baseline_epoch: int | None = None  # the starting weights count as this epoch's
+
+
 class Trainer:
     """Fits a :class:`MoENetwork` on prepared tensors.
 
     Parameters
     ----------
     loss_fn : callable
-        Per-row loss, ``loss_fn(outputs, targets) -> (n,)``.
+        Per-row loss on predictions, ``loss_fn(outputs (n, o), targets) -> (n,)``;
+        training applies it to every ensemble member (:class:`MemberLoss`).
     config : TrainConfig
     generator : torch.Generator
         CPU generator for initialisation and shuffling (determinism).
@@ -148,6 +168,7 @@ class Trainer:
         checkpoint_every: int = 10,
     ) -> None:
         self.loss_fn = loss_fn
+        self.member_loss = MemberLoss(loss_fn)
         self.config = config
         self.generator = generator
         self.epoch_offset = epoch_offset
@@ -156,9 +177,6 @@ class Trainer:
         self.interrupted: str | None = None
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
-        # Set by each phase: a copy of the network with its best weights so far.
-        self._best_so_far: Callable[[], MoENetwork] | None = None
-        self._router: VoronoiRouter | LearnedRouter | None = None  # set by fit()
 
     def _interrupt(self, phase: str) -> None:
         """Record a KeyboardInterrupt; the phase then keeps its best weights so far."""
@@ -168,7 +186,7 @@ class Trainer:
         """Number of the epoch about to be recorded."""
         return self.epoch_offset + len(self.history.phase)
 
-    # -- public entry point -------------------------------------------------
+    # -- public entry points ------------------------------------------------
     def fit(
         self,
         bank: ExpertBank,
@@ -179,17 +197,14 @@ class Trainer:
         """Train ``bank`` (one shared expert) then specialise it under ``router``."""
         device = train.X.device
         bank.to(device)
-        self._router = router
-        self._fit_shared(bank, train, val)
+        self._fit_shared(bank, router, train, val)
         best_shared = int(self.history.best_epoch_shared)
-        if router.n_experts == 1 or self.interrupted:
-            # One expert, or interrupted: every expert has the shared weights.
-            experts = bank.copy_experts(torch.zeros(router.n_experts, dtype=torch.long))
-            self.history.best_epoch = np.full(router.n_experts, best_shared)
-            return MoENetwork(router, experts).to(device)
         experts = bank.copy_experts(torch.zeros(router.n_experts, dtype=torch.long))
         network = MoENetwork(router, experts).to(device)
-        if isinstance(router, VoronoiRouter):
+        if router.n_experts == 1 or self.interrupted:
+            # One expert, or interrupted: every expert has the shared weights.
+            self.history.best_epoch = np.full(router.n_experts, best_shared)
+        elif isinstance(router, VoronoiRouter):
             self._specialise_voronoi(network, train, val, best_shared)
         else:
             self._specialise_learned(network, train, val, best_shared)
@@ -213,59 +228,184 @@ class Trainer:
             )
         return network
 
-    # -- phases ---------------------------------------------------------------
+    # -- phases on all rows ---------------------------------------------------
     def _optimizer(self, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
             params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
         )
 
-    def _fit_shared(self, bank: ExpertBank, train: Split, val: Split | None) -> None:
-        def forward(x: torch.Tensor) -> tuple[torch.Tensor, None]:
-            return bank.forward_groups([x])[0], None
+    def _fit_shared(self, bank: ExpertBank, router, train: Split, val: Split | None) -> None:
+        """One MLP on all rows: the warm start of every expert."""
 
-        optimizer = self._optimizer(bank.parameters())
-        stopper = EarlyStopping(1, self.config.n_iter_no_change)
-        best_state = last_good = None
-
-        def best_so_far() -> MoENetwork:
+        def snapshot(state: dict | None) -> MoENetwork:
             shared = copy.deepcopy(bank)
-            if best_state is not None or last_good is not None:
-                shared.load_state_dict(best_state if best_state is not None else last_good)
-            every = torch.zeros(self._router.n_experts, dtype=torch.long)
-            return MoENetwork(copy.deepcopy(self._router), shared.copy_experts(every))
+            if state is not None:
+                shared.load_state_dict(state)
+            every = torch.zeros(router.n_experts, dtype=torch.long)
+            return MoENetwork(copy.deepcopy(router), shared.copy_experts(every))
 
-        self._best_so_far = best_so_far
+        phase = _Phase(
+            name="shared",
+            module=bank,
+            train_forward=lambda x: (bank.forward_members([x])[0], None),
+            eval_forward=lambda x: bank.forward_groups([x])[0],
+            snapshot=snapshot,
+            load=lambda: np.ones(1),
+        )
+        self.history.best_epoch_shared = self._run_phase(phase, train, val)
+
+    def _specialise_learned(
+        self,
+        network: MoENetwork,
+        train: Split,
+        val: Split | None,
+        best_shared: int,
+        reset_router: bool = True,
+    ) -> None:
+        """The learned router and the experts, trained jointly."""
+        router: LearnedRouter = network.router
+        if reset_router:
+            router.reset_parameters(self.generator)
+        router.to(train.X.device)
+
+        def snapshot(state: dict | None) -> MoENetwork:
+            best = copy.deepcopy(network)
+            best.load_state_dict(state)
+            return best
+
+        def load() -> np.ndarray:
+            with torch.no_grad():
+                routed = route_in_chunks(router, train.X, CHUNK_ROWS)
+            counts = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
+            return counts / counts.sum()
+
+        def train_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            experts, gates = router(x)
+            return sparse_forward(network.bank, x, experts, gates, members=True), experts
+
+        phase = _Phase(
+            name="specialise",
+            module=network,
+            train_forward=train_forward,
+            eval_forward=lambda x: sparse_forward(network.bank, x, *router(x)),
+            snapshot=snapshot,
+            load=load,
+            router=router,
+            baseline_epoch=best_shared,
+        )
+        best_epoch = self._run_phase(phase, train, val)
+        self.history.best_epoch = np.full(router.n_experts, best_epoch)
+
+    def _run_phase(self, phase: _Phase, train: Split, val: Split | None) -> int:
+        """Train ``phase.module``, keep its best weights; return the epoch they are from.
+
+        With validation data the best weights are those of the best validation
+        loss; without, those of the last epoch whose training loss was finite.
+        """
+        module, config = phase.module, self.config
+        optimizer = self._optimizer(module.parameters())
+        stopper = EarlyStopping(1, config.n_iter_no_change)
+        best_state = last_good = None
+        best_epoch = -1
+        if phase.baseline_epoch is not None:
+            best_epoch, last_good = phase.baseline_epoch, copy.deepcopy(module.state_dict())
+            if val is not None:
+                stopper.update(np.array([self._global_loss(phase.eval_forward, val)]), best_epoch)
+                best_state = copy.deepcopy(module.state_dict())
         try:
-            for _ in range(self.config.max_epochs):
+            for _ in range(config.max_epochs):
                 start = time.perf_counter()
-                train_loss = self._global_epoch(forward, optimizer, train, "shared")
+                train_loss = self._global_epoch(phase, optimizer, train)
                 if not math.isfinite(train_loss):
-                    best_state = self._diverged("shared", best_state or last_good)
+                    best_state = self._diverged(phase.name, best_state or last_good)
                     break
+                epoch = self._epoch()
                 if val is None:
-                    last_good = copy.deepcopy(bank.state_dict())
-                val_loss = self._global_loss(forward, val) if val is not None else math.nan
-                if val is not None and stopper.update(np.array([val_loss]), self._epoch())[0]:
-                    best_state = copy.deepcopy(bank.state_dict())
-                self._record("shared", train_loss, val_loss, np.ones(1), time.perf_counter() - start)
-                if val is not None and not stopper.active[0]:
-                    break
-                if self._converged():
+                    last_good, best_epoch = copy.deepcopy(module.state_dict()), epoch
+                val_loss = self._global_loss(phase.eval_forward, val) if val is not None else math.nan
+                if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
+                    best_state, best_epoch = copy.deepcopy(module.state_dict()), epoch
+                best = best_state if best_state is not None else last_good
+                self._record(
+                    phase.name, train_loss, val_loss, phase.load(), time.perf_counter() - start,
+                    best_so_far=lambda: phase.snapshot(best),
+                )
+                if (val is not None and not stopper.active[0]) or self._converged():
                     break
         except KeyboardInterrupt:
-            self._interrupt("shared")
+            self._interrupt(phase.name)
             if val is None:
                 best_state = last_good
         if best_state is not None:
-            bank.load_state_dict(best_state)
-        # Without validation the last (good) epoch's weights are kept.
-        last = self._epoch() - 1
-        self.history.best_epoch_shared = int(stopper.best_epoch[0]) if val is not None else last
+            module.load_state_dict(best_state)
+        return best_epoch
 
+    def _global_epoch(self, phase: _Phase, optimizer, train: Split) -> float:
+        """One pass of shuffled minibatches over all rows; returns the mean loss."""
+        perm = torch.randperm(len(train), generator=self.generator).to(train.X.device)
+        total, weight = 0.0, 0.0
+        for batch in _progress(perm.split(self.config.batch_size), self.config.verbose, phase.name):
+            x, y, w = train.X[batch], train.y[batch], train.w[batch]
+            out, experts = phase.train_forward(x)
+            loss = _weighted_mean(self.member_loss(out, y), w)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if phase.router is not None:
+                phase.router.update_balance(experts)
+            total += float(loss.detach()) * float(w.sum())
+            weight += float(w.sum())
+        return total / max(weight, 1e-12)
+
+    @torch.no_grad()
+    def _global_loss(self, forward, split: Split) -> float:
+        """Weighted mean loss of the predictions ``forward(x)`` on ``split``."""
+        total = sum(
+            float((self.loss_fn(forward(x), y) * w).sum())
+            for x, y, w in zip(
+                split.X.split(CHUNK_ROWS), split.y.split(CHUNK_ROWS), split.w.split(CHUNK_ROWS)
+            )
+        )
+        return total / max(float(split.w.sum()), 1e-12)
+
+    # -- Voronoi specialisation: independent expert jobs ---------------------
     def _specialise_voronoi(
         self, network: MoENetwork, train: Split, val: Split | None, baseline_epoch
     ) -> None:
         """Specialise the experts as independent jobs (see :mod:`.specialise`)."""
+        bank, n_experts = network.bank, network.bank.n_experts
+        jobs, n_jobs, sizes = self._voronoi_jobs(network, train, val)
+        epoch0 = self._epoch()
+        load = sizes / max(len(train), 1)
+        results: list[ExpertResult] = []
+
+        def checkpoint(partial: list[ExpertResult]) -> None:
+            history = copy.deepcopy(self.history)
+            for train_loss, val_loss, seconds in _expert_epochs(results + partial):
+                _record_into(history, "specialise", train_loss, val_loss, load, seconds)
+            best = copy.deepcopy(network)
+            _load_results(best.bank, partial)
+            best.eval()
+            self.checkpoint(best, history)
+
+        def finished(result: ExpertResult) -> None:
+            results.append(result)
+            _load_results(bank, [result])
+
+        try:
+            if parallel_workers(self.config.n_jobs):
+                self._run_jobs_in_parallel(jobs, n_jobs, finished, checkpoint)
+            else:
+                self._run_jobs_here(jobs, finished, checkpoint)
+        except KeyboardInterrupt:
+            self._interrupt("specialise")
+        for train_loss, val_loss, seconds in _expert_epochs(results):
+            self._record("specialise", train_loss, val_loss, load, seconds)
+        self.history.best_epoch = _kept_epochs(results, baseline_epoch, n_experts, epoch0)
+        self._warn_on_divergence(results, epoch0)
+
+    def _voronoi_jobs(self, network: MoENetwork, train: Split, val: Split | None):
+        """The expert jobs (a generator), their number, and each cell's training rows."""
         bank, router = network.bank, network.router
         n_experts = bank.n_experts
         with torch.no_grad():
@@ -286,83 +426,60 @@ class Trainer:
             self._expert_job(bank, g, train_host, cells, val_host, val_cells, seeds, n_steps)
             for g in groups
         )
-        epoch0 = self._epoch()
-        load = sizes / max(len(train), 1)
-        results: list[ExpertResult] = []
+        return jobs, len(groups), sizes
 
-        def finished(result: ExpertResult) -> None:
-            results.append(result)
-            _load_results(bank, [result])
+    def _run_jobs_here(self, jobs, finished, checkpoint) -> None:
+        """One job after another in this process, checkpointing every few epochs."""
+        for job in jobs:
+            on_epoch = None
+            if self.checkpoint is not None:
 
-        def best_so_far(extra: list[ExpertResult] = ()) -> MoENetwork:
-            best = copy.deepcopy(network)
-            _load_results(best.bank, extra)
-            return best
+                def on_epoch(run):
+                    if (len(self.history.phase) + len(run.train_sums)) % self.checkpoint_every == 0:
+                        checkpoint([run.partial()])
 
-        self._best_so_far = best_so_far
+            result = train_experts(job, on_epoch)
+            finished(result)
+            if result.interrupted:
+                self._interrupt("specialise")
+                break
 
-        def checkpoint(partial: list[ExpertResult]) -> None:
-            history = copy.deepcopy(self.history)
-            for train_loss, val_loss, seconds in _expert_epochs(results + partial):
-                _record_into(history, "specialise", train_loss, val_loss, load, seconds)
-            net = best_so_far(partial)
-            net.eval()
-            self.checkpoint(net, history)
-
+    def _run_jobs_in_parallel(self, jobs, n_jobs: int, finished, checkpoint) -> None:
+        """The jobs on joblib's or Dask's workers, checkpointing as each finishes."""
+        n_done = 0
         try:
-            if not n_workers:
-                for job in jobs:
-                    on_epoch = None
-                    if self.checkpoint is not None:
+            running = run_unordered(train_experts, jobs, self.config.n_jobs)
+            for result in _progress(running, self.config.verbose, "expert jobs"):
+                finished(result)
+                n_done += 1
+                if self.checkpoint is not None:
+                    checkpoint([])
+        except (KeyboardInterrupt, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:  # a worker lost, a job failed
+            raise RuntimeError(
+                f"Training the experts in parallel failed ({type(exc).__name__}: "
+                f"{exc}). {n_done} of {n_jobs} expert jobs had finished; "
+                "no model was kept. Fit again, or with n_jobs=1 to train in this "
+                "process."
+            ) from exc
 
-                        def on_epoch(run):
-                            if (len(self.history.phase) + len(run.train_sums)) % self.checkpoint_every == 0:
-                                checkpoint([run.partial()])
-
-                    finished(train_experts(job, on_epoch))
-                    if results[-1].interrupted:
-                        self._interrupt("specialise")
-                        break
-            else:
-                try:
-                    running = run_unordered(train_experts, jobs, self.config.n_jobs)
-                    for result in _progress(running, self.config.verbose, "expert jobs"):
-                        finished(result)
-                        if self.checkpoint is not None:
-                            checkpoint([])
-                except (KeyboardInterrupt, torch.OutOfMemoryError):
-                    raise
-                except Exception as exc:  # a worker lost, a job failed
-                    raise RuntimeError(
-                        f"Training the experts in parallel failed ({type(exc).__name__}: "
-                        f"{exc}). {len(results)} of {len(groups)} expert jobs had finished; "
-                        "no model was kept. Fit again, or with n_jobs=1 to train in this "
-                        "process."
-                    ) from exc
-        except KeyboardInterrupt:
-            self._interrupt("specialise")
-        for train_loss, val_loss, seconds in _expert_epochs(results):
-            self._record("specialise", train_loss, val_loss, load, seconds, checkpoint=False)
-        best_epoch = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
-        for result in results:
-            # Epoch 0 of a job is its start: the baseline weights.
-            kept = result.best_epoch > 0
-            best_epoch[result.experts[kept]] = epoch0 + result.best_epoch[kept] - 1
+    def _warn_on_divergence(self, results: list[ExpertResult], epoch0: int) -> None:
         diverged = [int(e) for r in results for e in r.experts[r.diverged]]
-        if diverged:
-            first = min(
-                int(np.argmax(~np.isfinite(r.train_loss_sum[k])))
-                for r in results
-                for k in np.flatnonzero(r.diverged)
-            )
-            warnings.warn(
-                f"Training diverged: the loss became non-finite in epoch {epoch0 + first + 1} "
-                f"(specialise phase) for experts {diverged}; they kept their last good "
-                f"weights. To train them further, lower learning_rate (now "
-                f"{self.config.learning_rate}) or look for extreme values in X or y.",
-                ConvergenceWarning,
-            )
-        self.history.best_epoch = best_epoch
+        if not diverged:
+            return
+        first = min(
+            int(np.argmax(~np.isfinite(r.train_loss_sum[k])))
+            for r in results
+            for k in np.flatnonzero(r.diverged)
+        )
+        warnings.warn(
+            f"Training diverged: the loss became non-finite in epoch {epoch0 + first + 1} "
+            f"(specialise phase) for experts {diverged}; they kept their last good "
+            f"weights. To train them further, lower learning_rate (now "
+            f"{self.config.learning_rate}) or look for extreme values in X or y.",
+            ConvergenceWarning,
+        )
 
     def _expert_job(self, bank, group, train, cells, val, val_cells, seeds, n_steps) -> ExpertJob:
         """The job of the experts in ``group``: their weights and their cells' rows."""
@@ -385,69 +502,6 @@ class Trainer:
             autocast=self.config.autocast,
         )
 
-    def _specialise_learned(
-        self,
-        network: MoENetwork,
-        train: Split,
-        val: Split | None,
-        best_shared: int,
-        reset_router: bool = True,
-    ) -> None:
-        router: LearnedRouter = network.router
-        if reset_router:
-            router.reset_parameters(self.generator)
-        router.to(train.X.device)
-
-        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            experts, gates = router(x)
-            return sparse_forward(network.bank, x, experts, gates), experts
-
-        optimizer = self._optimizer(network.parameters())
-        stopper = EarlyStopping(1, self.config.n_iter_no_change)
-        best_state, best_epoch = None, best_shared
-        last_good = copy.deepcopy(network.state_dict())
-        if val is not None:
-            stopper.update(np.array([self._global_loss(forward, val)]), best_shared)
-            best_state = copy.deepcopy(network.state_dict())
-
-        def best_so_far() -> MoENetwork:
-            best = copy.deepcopy(network)
-            best.load_state_dict(best_state if best_state is not None else last_good)
-            return best
-
-        self._best_so_far = best_so_far
-        try:
-            for _ in range(self.config.max_epochs):
-                start = time.perf_counter()
-                train_loss = self._global_epoch(forward, optimizer, train, "specialise", router)
-                if not math.isfinite(train_loss):
-                    best_state = self._diverged("specialise", best_state or last_good)
-                    break
-                if val is None:
-                    last_good = copy.deepcopy(network.state_dict())
-                    best_epoch = self._epoch()  # the epoch recorded below
-                val_loss = self._global_loss(forward, val) if val is not None else math.nan
-                epoch = self._epoch()
-                if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
-                    best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
-                with torch.no_grad():
-                    routed = route_in_chunks(router, train.X, _EVAL_CHUNK)
-                load = np.bincount(routed.reshape(-1).cpu().numpy(), minlength=router.n_experts)
-                self._record(
-                    "specialise", train_loss, val_loss, load / load.sum(), time.perf_counter() - start
-                )
-                if val is not None and not stopper.active[0]:
-                    break
-                if val is None and self._converged():
-                    break
-        except KeyboardInterrupt:
-            self._interrupt("specialise")
-            if val is None:
-                best_state = last_good
-        if best_state is not None:
-            network.load_state_dict(best_state)
-        self.history.best_epoch = np.full(router.n_experts, best_epoch)
-
     # -- helpers --------------------------------------------------------------
     def _diverged(self, phase: str, fallback: dict | None) -> dict:
         """Handle a non-finite training loss: keep ``fallback`` or raise."""
@@ -469,47 +523,16 @@ class Trainer:
         )
         return fallback
 
-    def _global_epoch(
-        self, forward, optimizer, train: Split, desc: str, router: LearnedRouter | None = None
-    ) -> float:
-        """One pass of shuffled minibatches over all rows; returns the mean loss.
-
-        ``forward(x)`` returns the outputs and the routed experts (or None).
-        """
-        perm = torch.randperm(len(train), generator=self.generator).to(train.X.device)
-        total, weight = 0.0, 0.0
-        for batch in _progress(perm.split(self.config.batch_size), self.config.verbose, desc):
-            x, y, w = train.X[batch], train.y[batch], train.w[batch]
-            out, experts = forward(x)
-            row_loss = self.loss_fn(out, y)
-            loss = _weighted_mean(row_loss, w)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if router is not None:
-                router.update_balance(experts)
-            total += float(loss.detach()) * float(w.sum())
-            weight += float(w.sum())
-        return total / max(weight, 1e-12)
-
-    @torch.no_grad()
-    def _global_loss(self, forward, split: Split) -> float:
-        total = sum(
-            float((self.loss_fn(forward(x)[0], y) * w).sum())
-            for x, y, w in zip(
-                split.X.split(_EVAL_CHUNK), split.y.split(_EVAL_CHUNK), split.w.split(_EVAL_CHUNK)
-            )
-        )
-        return total / max(float(split.w.sum()), 1e-12)
-
     def _record(
         self, phase: str, train_loss: float, val_loss: float, load, seconds: float,
-        checkpoint: bool = True,
+        best_so_far: Callable[[], MoENetwork] | None = None,
     ) -> None:
+        """Append an epoch; every ``checkpoint_every`` epochs, checkpoint ``best_so_far()``."""
         h = self.history
         _record_into(h, phase, train_loss, val_loss, load, seconds)
-        if checkpoint and self.checkpoint is not None and len(h.phase) % self.checkpoint_every == 0:
-            network = self._best_so_far()
+        due = self.checkpoint is not None and len(h.phase) % self.checkpoint_every == 0
+        if due and best_so_far is not None:
+            network = best_so_far()
             network.eval()
             self.checkpoint(network, h)
         if self.config.verbose:
@@ -531,6 +554,16 @@ class Trainer:
         if self.config.early_stopping or len(losses) <= patience:
             return False
         return min(losses[-patience:]) > min(losses[:-patience]) - self.config.tol
+
+
+def _kept_epochs(results: list[ExpertResult], baseline_epoch, n_experts: int, epoch0: int) -> np.ndarray:
+    """The epoch whose weights each expert kept after its job."""
+    best_epoch = np.broadcast_to(baseline_epoch, (n_experts,)).copy()
+    for result in results:
+        # Epoch 0 of a job is its start: the baseline weights.
+        kept = result.best_epoch > 0
+        best_epoch[result.experts[kept]] = epoch0 + result.best_epoch[kept] - 1
+    return best_epoch
 
 
 def _cells(assignment: torch.Tensor, n_experts: int) -> list[torch.Tensor]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._prototypes import fit_routing_tree, split_cell
-from ._torch.device import inference_dtype
-from ._torch.routing import (
+from .device import inference_dtype
+from .prototypes import fit_routing_tree, split_cell
+from .routing import (
     MoENetwork,
     PrototypeTree,
     VoronoiRouter,

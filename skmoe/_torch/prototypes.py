@@ -11,6 +11,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
+from .routing import nearest_prototype_numpy
+
 # The prototypes are fitted on at most max(_KMEANS_MIN_SAMPLE,
 # _KMEANS_ROWS_PER_CELL * n_experts) training rows.
 _KMEANS_MIN_SAMPLE = 10_000
@@ -90,8 +92,6 @@ def fit_routing_tree(
     centres : ndarray of shape (n_groups, d), float32
     members : list of n_groups int64 arrays of prototype indices
     """
-    from ._torch.routing import nearest_prototype_numpy
-
     n_prototypes = len(prototypes)
     nearest = nearest_prototype_numpy(Z, prototypes)
     mass = np.bincount(nearest, weights=w, minlength=n_prototypes)

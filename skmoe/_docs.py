@@ -1,0 +1,173 @@
+"""Parameter and attribute sections shared by the two estimators' docstrings."""
+
+COMMON_PARAMS_DOC = """
+    n_experts : int, default=4
+        Number of experts (L in the paper). Each row is served by one expert
+        (two with ``router="learned", top_k=2``).
+    expert_depth : int, default=2
+        Hidden layers per expert (J). ``0`` gives linear experts.
+    expert_width : int, default=128
+        Units per hidden layer (W).
+    expert_members : int, default=8
+        Makes each expert a parameter-efficient ensemble of this many MLPs
+        (as in TabM-mini): the members share the hidden layers, differ by a
+        learned scale of the inputs and by their output layers, each learns
+        with its own loss, and the expert predicts their mean. A row still
+        runs through one expert, whose cost grows with the members.
+    prelu : bool, default=True
+        Learnable PReLU activations when True, ReLU when False.
+    router : {"voronoi", "learned"}, default="voronoi"
+        ``"voronoi"``: the MoMLP of Kratsios et al.; prototypes are fitted by
+        k-means on the preprocessed inputs and each row goes to the expert of
+        its nearest prototype. ``"learned"``: a linear gate trained with the
+        experts, balanced by the auxiliary-loss-free bias of DeepSeek-V3.
+    voronoi_search : {"auto", "exact", "tree"}, default="auto"
+        How a row finds its nearest prototype with ``router="voronoi"``.
+        ``"exact"`` compares it with every prototype; ``"tree"`` descends a
+        two-level tree of prototypes (about ``2 * sqrt(n_experts)``
+        comparisons), built so that every training row gets its exact nearest
+        prototype; new rows near a cell boundary may get a neighbouring one.
+        ``"auto"`` uses the tree from 256 experts on, where it measured
+        faster than the exhaustive search (``docs/benchmarks.md``). Training
+        and prediction always route the same way.
+    top_k : {1, 2}, default=1
+        Experts per row with ``router="learned"``; must be 1 for Voronoi.
+    categorical_features : "from_dtype", array-like of str, int or bool, or None, \
+            default="from_dtype"
+        Columns encoded as categories. ``"from_dtype"``: the pandas
+        ``category``, ``object``, ``string`` and ``bool`` columns of a
+        DataFrame (none for arrays); a list of column names or indices, or a
+        boolean mask; ``None`` for none. Levels seen at least 5 times get
+        their own one-hot slot (up to the 64 most frequent of a column, which
+        is then also target-encoded); missing values are a level of their
+        own; rare and unseen levels share an ``other`` slot.
+    numeric_bins : int, default=16
+        Each numeric column is given to the network in three views: robust
+        scaled, quantile-normalised, and a piecewise-linear encoding over
+        this many quantile bins (``numeric_bins`` numbers in [0, 1] per
+        column; Gorishniy et al., NeurIPS 2022). ``0`` leaves the third view
+        out. The bins let an expert bend a column's effect at every bin edge;
+        they widen the experts' input (and the routing space) by
+        ``numeric_bins`` per numeric column. A table with fewer than
+        ``32 * numeric_bins`` distinct training rows gets one bin per 32 rows
+        (``encoder_.numeric_.n_bins_``), so that no bin is learned from a
+        handful of rows.
+    learning_rate : float, default=1e-3
+        AdamW learning rate.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch (per expert during specialisation). ``"auto"`` is
+        a power of two near ``n_samples / 16`` between 32 and 256, so that
+        small tables still get about 16 steps per epoch.
+    max_epochs : int, default=200
+        Maximum epochs of each training phase (shared, then specialise).
+    weight_decay : float, default=1e-4
+        Decoupled (AdamW) weight decay.
+    early_stopping : bool or "auto", default="auto"
+        Hold out ``validation_fraction`` of the rows (or use ``X_val``) and
+        keep the weights of the best validation epoch; with Voronoi routing
+        each expert stops on its own cell. ``"auto"`` enables it from 1,000
+        distinct training rows or when ``X_val`` is passed to ``fit``.
+    validation_fraction : float, default=0.1
+        Share of the training rows held out for early stopping.
+    n_iter_no_change : int, default=20
+        Epochs without improvement before a phase (or an expert) stops.
+    warm_start : bool, default=False
+        When True and the estimator is fitted, ``fit`` goes on from the fitted
+        model instead of starting over: if ``n_experts`` was raised, the
+        busiest experts are split (each half starts as a copy of its expert)
+        until there are ``n_experts``, then the experts train further on the
+        new data, each keeping its current weights unless training beats them
+        on its validation rows. The input encoding, the target scaling and the
+        architecture (``router``, ``top_k``, ``expert_depth``,
+        ``expert_width``, ``prelu``) are those of the first fit.
+    checkpoint_dir : str, path-like or None, default=None
+        Folder to which the best weights so far are saved every
+        ``checkpoint_every`` epochs, as a model :func:`skmoe.load` reads. To
+        resume after a crash, fit again with ``warm_start=True`` and the same
+        ``checkpoint_dir``: an unfitted estimator then starts from the saved
+        model and trains further (with fresh optimizer state, so the result is
+        not bit-identical to an uninterrupted fit).
+    checkpoint_every : int, default=10
+        Epochs between checkpoints. When the experts train in parallel
+        (``n_jobs``, Dask), a checkpoint is written each time a group of
+        experts finishes instead.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, the k-means prototypes, the initial
+        weights and the shuffling. On the CPU, the same seed gives the same
+        model.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+    n_threads : int or None, default=None
+        CPU threads for torch's kernels during ``fit`` and prediction.
+        ``None`` leaves torch's own setting, which already respects
+        ``threadpoolctl`` limits and ``OMP_NUM_THREADS``: in the worker
+        processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
+        joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
+        the CPU. The fitted model does not depend on it.
+    n_jobs : int or None, default=None
+        Parallel jobs for training the experts of ``router="voronoi"`` once
+        the router is fitted: the experts are independent, so they are split
+        into groups that joblib runs side by side. ``None`` means 1 unless in
+        a :func:`joblib.parallel_backend` context, so that inside
+        ``with joblib.parallel_backend("dask"):`` the groups run on the
+        workers of a Dask cluster (see :doc:`/scaling`); ``-1`` uses all
+        processors. The fitted model does not depend on it (bit for bit on
+        the CPU). Ignored by ``router="learned"``, whose router trains
+        jointly with the experts.
+    autocast : bool, default=False
+        Train under ``torch.autocast`` with bfloat16: the experts' matrix
+        products run in bfloat16 (weights, optimizer and losses stay
+        float32), which is faster on GPUs with bfloat16 tensor cores and
+        usually slower on CPUs. Routing and prediction always run in float32.
+        The accuracy difference is measured in ``docs/benchmarks.md``.
+    verbose : int, default=0
+        0 is silent; 1 prints one line per epoch (phase, train and validation
+        loss, expert load, seconds); 2 also shows a progress bar within each
+        epoch (over the expert jobs, when Voronoi experts train in parallel)
+        when tqdm is installed."""
+
+COMMON_ATTRS_DOC = """
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features,)
+        Names of the features seen during fit, when ``X`` had string column names.
+    schema_ : object
+        Column types and category levels: ``schema_.is_categorical_`` (mask
+        of the categorical columns) and ``schema_.levels_`` (column index to
+        the sorted levels seen in fit).
+    encoder_ : object
+        The fitted input encoding: robust-scaled and quantile-normal views and
+        missing-value indicators of the numeric columns, one-hot slots of the
+        categorical ones (``encoder_.categorical_.slots_``).
+    network_ : torch.nn.Module
+        The fitted router and experts.
+    loss_curve_ : list of float
+        Training loss at each epoch, across both phases.
+    validation_scores_ : list of float
+        Negative validation loss at each epoch (NaN without validation data).
+    n_iter_ : int
+        Number of epochs run, across both phases.
+    best_epoch_ : ndarray of shape (n_experts,)
+        Epoch (index into ``loss_curve_``) whose weights each expert kept.
+    expert_usage_ : ndarray of shape (n_experts,)
+        Share of the training rows (of row-expert pairs for ``top_k=2``)
+        routed to each expert by the fitted router. A zero marks an expert
+        that serves no training row.
+    n_experts_ : int
+        Number of experts in the fitted model: ``n_experts``, unless
+        :meth:`prune_experts` retired some.
+    n_params_total_ : int
+        Parameters of the model: all experts plus the router (the Voronoi
+        prototypes, or the gate).
+    n_params_active_ : int
+        Parameters one row's prediction touches: its ``top_k`` experts plus
+        the router, which compares the row with every prototype (or runs the
+        whole gate).
+    history_ : dict of lists
+        Per-epoch ``phase``, ``train_loss``, ``validation_loss``,
+        ``expert_load`` (share of training rows per expert), routing health
+        (``load_cv``: coefficient of variation of the load across experts,
+        ``dead_experts``: experts that served no training row,
+        ``routing_entropy``: entropy of the load in nats, ``log(n_experts)``
+        when balanced) and ``seconds``. A warm start appends its epochs."""
