@@ -31,22 +31,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_feature_names,
-    _check_n_features,
     _check_sample_weight,
     _check_y,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
-    validate_data,
 )
 from threadpoolctl import threadpool_limits
 
 from . import _model_state, _persistence
 from ._docs import COMMON_ATTRS_DOC, COMMON_PARAMS_DOC
 from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
-from ._table import TableSchema
 from ._torch import api as engine
+from ._validation import check_y_val, validate_X
 from .exceptions import ModelFileError
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
@@ -254,7 +251,7 @@ class _BaseMoE(BaseEstimator):
         the number of distinct rows."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        X = self._validate_X(X, reset=not grow)
+        X = validate_X(self, X, reset=not grow)
         y = _check_y(y, multi_output=self._multi_output, y_numeric=not is_classifier(self))
         check_consistent_length(X, y)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -285,8 +282,8 @@ class _BaseMoE(BaseEstimator):
             and (X_val is not None or n_distinct >= _AUTO_EARLY_STOPPING_MIN_ROWS)
         )
         if X_val is not None:
-            X_val = self._validate_X(X_val, reset=False)
-            y_val = self._encode_y(self._check_y_val(y_val, len(X_val)), fitting=False)
+            X_val = validate_X(self, X_val, reset=False)
+            y_val = self._encode_y(check_y_val(y_val, len(X_val)), fitting=False)
             return X, y, w, (X_val, y_val, np.ones(len(X_val)))
         if not use_val:
             return X, y, w, None
@@ -416,82 +413,19 @@ class _BaseMoE(BaseEstimator):
         self.validation_scores_ = [-v for v in history["validation_loss"]]
         self.n_iter_ = len(history["train_loss"])
 
-    # -- input validation --------------------------------------------------------
-    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
-        """Check ``X`` and turn it into numeric values and category codes.
-
-        DataFrames keep their column types (categorical columns are found by
-        dtype); at predict time their columns are matched by name. Arrays go
-        through scikit-learn's ``validate_data``, as objects when some of their
-        columns are categorical.
-        """
-        if isinstance(X, pd.DataFrame):
-            duplicated = X.columns[X.columns.duplicated()].unique().tolist()
-            if duplicated:
-                raise ValueError(
-                    f"X has duplicated column names: {duplicated}. Rename or drop the "
-                    "duplicates; skmoe matches columns by name."
-                )
-            if not reset and hasattr(self, "feature_names_in_"):
-                X = self._align_columns(X)
-            _check_feature_names(self, X, reset=reset)
-            _check_n_features(self, X, reset=reset)
-            if X.shape[0] == 0 or X.shape[1] == 0:
-                raise ValueError(
-                    f"Found array with shape {X.shape}: at least 1 sample and 1 "
-                    "feature are required."
-                )
-        else:
-            # Arrays have categorical columns only when named by index or mask.
-            if reset:
-                spec = self.categorical_features
-                as_objects = spec is not None and not isinstance(spec, str)
-            else:
-                as_objects = bool(self.schema_.is_categorical_.any())
-            X = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=None if as_objects else np.float64,
-                ensure_all_finite=False if as_objects else "allow-nan",
-            )
-        if reset:
-            names = getattr(self, "feature_names_in_", None)
-            self.schema_ = TableSchema(self.categorical_features).fit(X, names)
-        return self.schema_.to_codes(X)
-
-    def _align_columns(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Reorder a DataFrame's columns by name as in fit; extra ones are ignored."""
-        names = list(self.feature_names_in_)
-        columns = [str(c) for c in X.columns]
-        if columns == names:
-            return X
-        missing = [n for n in names if n not in set(columns)]
-        if missing:
-            raise ValueError(f"X is missing columns seen during fit: {missing}.")
-        extra = [c for c in columns if c not in set(names)]
-        if extra:
-            warnings.warn(f"X has columns not seen during fit, ignored: {extra}.", UserWarning)
-        X = X.set_axis(columns, axis=1)
-        return X[names]
-
-    def _check_y_val(self, y_val, n: int) -> np.ndarray:
-        y_val = np.asarray(y_val)
-        if y_val.shape[0] != n:
-            raise ValueError(
-                f"X_val and y_val have inconsistent numbers of samples: {n} and "
-                f"{y_val.shape[0]}."
-            )
-        return y_val
-
     # -- prediction ------------------------------------------------------------
     def _map_chunks(self, X, fn) -> list:
         """``fn`` over the encoded rows of ``X`` (tensors), a chunk at a time;
         see :func:`skmoe._torch.api.map_chunks`."""
         check_is_fitted(self, "network_")
-        X = self._validate_X(X, reset=False)
+        X = validate_X(self, X, reset=False)
         with self._threads():
             return engine.map_chunks(self.network_, len(X), self._encoder_of(X), fn)
+
+    def _encoded(self, X) -> np.ndarray:
+        """All rows of ``X`` as the network sees them (float32)."""
+        check_is_fitted(self, "network_")
+        return self.encoder_.transform(validate_X(self, X, reset=False))
 
     def _encoder_of(self, codes: np.ndarray):
         return lambda start, stop: self.encoder_.transform(codes[start:stop])
@@ -499,14 +433,14 @@ class _BaseMoE(BaseEstimator):
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs (standardised target or logits) as float64."""
         check_is_fitted(self, "network_")
-        X = self._validate_X(X, reset=False)
+        X = validate_X(self, X, reset=False)
         with self._threads():
             return engine.predict_raw(self.network_, len(X), self._encoder_of(X))
 
     def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
         check_is_fitted(self, "network_")
-        X = self._validate_X(X, reset=False)
+        X = validate_X(self, X, reset=False)
         with self._threads():
             return engine.route_rows(self.network_, len(X), self._encoder_of(X))
 

@@ -127,7 +127,7 @@ def plot_routing_2d(model, X, *, max_rows: int = 5_000, random_state=0, ax=None)
     _pyplot()
     check_is_fitted(model, "network_")
     experts = model._route(X)[0][:, 0]  # each row's first expert
-    Z = model.encoder_.transform(model._validate_X(X, reset=False))
+    Z = model._encoded(X)
     rng = np.random.default_rng(random_state)
     rows = rng.permutation(len(Z))[:max_rows]
     pca = PCA(n_components=2, random_state=random_state).fit(Z[rows])
