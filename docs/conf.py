@@ -12,11 +12,14 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "numpydoc",
+    "myst_parser",  # docs/architecture.md
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 autosummary_generate = True
 templates_path = ["_templates"]
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 intersphinx_mapping = {}
-exclude_patterns = ["_build"]
+# benchmarks.md is the record of measured figures, read in the source tree.
+exclude_patterns = ["_build", "benchmarks.md"]
 html_theme = "alabaster"

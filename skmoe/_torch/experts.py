@@ -24,9 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .arrays import checked_tensor, numpy
 
 # Rows of each expert's block are padded to a multiple of this at inference.
 _INFERENCE_ROW_MULTIPLE = 16
@@ -96,6 +99,22 @@ class ExpertBank(nn.Module):
     @property
     def depth(self) -> int:
         return len(self.weights) - 1
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every parameter, stacked over experts: ``weights{i}``, ``biases{i}``,
+        ``slopes{i}`` and (ensembles) ``adapters0``."""
+        return {f"{group}{i}": numpy(p) for group in PARAM_GROUPS for i, p in enumerate(getattr(self, group))}
+
+    @classmethod
+    def from_arrays(cls, sizes: tuple, arrays: dict[str, np.ndarray], prefix: str = "") -> "ExpertBank":
+        """The bank of :meth:`to_arrays`; ``sizes`` are the constructor's
+        arguments, and every array is checked against them."""
+        bank = cls(*sizes)
+        with torch.no_grad():
+            for group in PARAM_GROUPS:
+                for i, param in enumerate(getattr(bank, group)):
+                    param.copy_(checked_tensor(arrays, f"{prefix}{group}{i}", tuple(param.shape), "float"))
+        return bank
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Initialise like :class:`torch.nn.Linear`, from ``generator``."""
@@ -285,14 +304,7 @@ def mlp_forward(
     return torch.addmm(biases[-1].view(k, -1).mean(dim=0), h.view(-1, k * width), mean_head)[:n]
 
 
-def mlp_members(
-    h: torch.Tensor,
-    weights: Sequence[torch.Tensor],
-    biases: Sequence[torch.Tensor],
-    slopes: Sequence[torch.Tensor],
-    prelu: bool,
-    adapter: torch.Tensor | None = None,
-) -> torch.Tensor:
+def mlp_members(h: torch.Tensor, weights, biases, slopes, prelu: bool, adapter=None) -> torch.Tensor:
     """Every member's output on ``h`` ``(n, n_inputs)``: ``(n, k, n_outputs)``.
 
     The arguments are those of :func:`mlp_forward`; a plain MLP (no

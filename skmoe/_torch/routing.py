@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arrays import ModelFileError, checked_tensor, numpy
 from .device import CHUNK_ROWS
 from .experts import ExpertBank
 
@@ -74,6 +75,31 @@ class PrototypeTree(nn.Module):
     def from_numpy(cls, centres: np.ndarray, members: list[np.ndarray]) -> "PrototypeTree":
         """The tree of :func:`skmoe._torch.prototypes.fit_routing_tree`'s arrays."""
         return cls(torch.from_numpy(centres), [torch.from_numpy(m) for m in members])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"tree_centres": numpy(self.centres), "tree_members": numpy(self.members),
+                "tree_offsets": numpy(self.offsets)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, prefix: str, n_experts: int, d: int) -> "PrototypeTree":
+        """The tree of :meth:`to_arrays` over ``n_experts`` prototypes in ``R^d``, checked."""
+        offsets, members = arrays.get(prefix + "tree_offsets"), arrays.get(prefix + "tree_members")
+        if offsets is None or members is None:
+            raise ModelFileError("The routing tree's arrays are missing.")
+        offsets = checked_tensor(arrays, prefix + "tree_offsets", (len(offsets),), "int")
+        members = checked_tensor(arrays, prefix + "tree_members", (len(members),), "int")
+        n_groups = len(offsets) - 1
+        centres = checked_tensor(arrays, prefix + "tree_centres", (n_groups, d), "float")
+        steps = offsets.diff()
+        if (
+            n_groups < 1
+            or offsets[0] != 0
+            or offsets[-1] != len(members)
+            or (steps < 1).any()
+            or (len(members) and (members.min() < 0 or members.max() >= n_experts))
+        ):
+            raise ModelFileError("The routing tree's groups do not index the prototypes consistently.")
+        return cls(centres, list(members.split(steps.tolist())))
 
     def group_members(self) -> list[torch.Tensor]:
         offsets = self.offsets.tolist()
@@ -138,6 +164,21 @@ class VoronoiRouter(nn.Module):
             return nearest_prototype(x, prototypes)[:, None], None  # (n, 1)
         return self.tree(x, prototypes)[:, None], None
 
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """A JSON-ready spec and the named arrays of the router."""
+        arrays = {"prototypes": numpy(self.prototypes)}
+        if self.tree is not None:
+            arrays.update(self.tree.to_arrays())
+        return {"kind": "voronoi", "tree": self.tree is not None}, arrays
+
+    @classmethod
+    def from_arrays(cls, spec: dict, arrays: dict, prefix: str, n_experts: int, d: int) -> "VoronoiRouter":
+        """The router of :meth:`to_arrays` for ``n_experts`` experts on ``d`` inputs, checked."""
+        router = cls(checked_tensor(arrays, prefix + "prototypes", (n_experts, d), "float"))
+        if spec.get("tree"):
+            router.tree = PrototypeTree.from_arrays(arrays, prefix, n_experts, d)
+        return router
+
     def prune(self, keep: torch.Tensor) -> "VoronoiRouter":
         """The router over the experts ``keep``: a row of a removed expert goes
         to its next nearest kept prototype; other rows keep their expert."""
@@ -172,6 +213,35 @@ class LearnedRouter(nn.Module):
     @property
     def n_experts(self) -> int:
         return int((self.expert_id >= 0).sum())
+
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """A JSON-ready spec and the named arrays of the router."""
+        spec = {"kind": "learned", "top_k": int(self.top_k), "balance_rate": float(self.balance_rate),
+                "n_gate_rows": int(self.gate.out_features)}
+        arrays = {"gate_weight": numpy(self.gate.weight), "gate_bias": numpy(self.gate.bias),
+                  "balance_bias": numpy(self.balance_bias), "expert_id": numpy(self.expert_id)}
+        return spec, arrays
+
+    @classmethod
+    def from_arrays(cls, spec: dict, arrays: dict, prefix: str, n_experts: int, d: int) -> "LearnedRouter":
+        """The router of :meth:`to_arrays` serving ``n_experts`` experts on ``d`` inputs, checked."""
+        rows = int(spec.get("n_gate_rows", n_experts))
+        router = cls(d, rows, int(spec.get("top_k", 1)), float(spec.get("balance_rate", 0.0)))
+        if router.top_k not in (1, 2) or router.top_k > n_experts:
+            raise ModelFileError(f"The learned router's top_k={router.top_k} is invalid for {n_experts} experts.")
+        with torch.no_grad():
+            router.gate.weight.copy_(checked_tensor(arrays, prefix + "gate_weight", (rows, d), "float"))
+            router.gate.bias.copy_(checked_tensor(arrays, prefix + "gate_bias", (rows,), "float"))
+            router.balance_bias.copy_(checked_tensor(arrays, prefix + "balance_bias", (rows,), "float"))
+            expert_id = checked_tensor(arrays, prefix + "expert_id", (rows,), "int")
+            served = np.sort(expert_id[expert_id >= 0].numpy())
+            if expert_id.min() < -1 or not np.array_equal(served, np.arange(n_experts)):
+                raise ModelFileError(
+                    f"{prefix}expert_id must name each of the {n_experts} experts once (-1 for a "
+                    "retired gate row)."
+                )
+            router.expert_id.copy_(expert_id)
+        return router
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         with torch.no_grad():
