@@ -26,6 +26,12 @@ def _pyplot():
     return plt
 
 
+def _check_fitted(model) -> None:
+    """matplotlib is there and ``model`` is fitted: checked before any work."""
+    _pyplot()
+    check_is_fitted(model, "network_")
+
+
 def _axes(ax):
     if ax is None:
         _, ax = _pyplot().subplots()
@@ -46,8 +52,7 @@ def plot_expert_usage(model, X=None, *, ax=None):
     -------
     matplotlib Axes
     """
-    _pyplot()
-    check_is_fitted(model, "network_")
+    _check_fitted(model)
     share = model.routing_report(X)["share"].to_numpy()
     ax = _axes(ax)
     ax.bar(np.arange(len(share)), share, color="tab:blue")
@@ -124,8 +129,7 @@ def plot_routing_2d(model, X, *, max_rows: int = 5_000, random_state=0, ax=None)
     """
     from sklearn.decomposition import PCA
 
-    _pyplot()
-    check_is_fitted(model, "network_")
+    _check_fitted(model)
     experts = model._route(X)[0][:, 0]  # each row's first expert
     Z = model._encoded(X)
     rng = np.random.default_rng(random_state)

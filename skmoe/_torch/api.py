@@ -55,6 +55,8 @@ _BALANCE_RATE = 1e-2
 # voronoi_search="auto" searches the prototypes through a tree from this many experts.
 _AUTO_TREE_MIN_EXPERTS = 256
 
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # encoded X (n, d), y, sample weights (n,)
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -95,8 +97,8 @@ def check_device(device: str) -> None:
 def fit_new(
     arch: Architecture,
     n_outputs: int,
-    train: tuple[np.ndarray, np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    train: Rows,
+    val: Rows | None,
     config: TrainConfig,
     seed: int,
     loss_fn,
@@ -123,8 +125,8 @@ def fit_grown(
     arch: Architecture,
     network: MoENetwork,
     baseline_epoch: np.ndarray,
-    train: tuple[np.ndarray, np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    train: Rows,
+    val: Rows | None,
     config: TrainConfig,
     seed: int,
     loss_fn,
@@ -148,7 +150,14 @@ def fit_grown(
     return _guarded(arch, config, train, val, trainer, run)
 
 
-def _guarded(arch, config: TrainConfig, train, val, trainer: Trainer, run) -> FitOutcome:
+def _guarded(
+    arch: Architecture,
+    config: TrainConfig,
+    train: Rows,
+    val: Rows | None,
+    trainer: Trainer,
+    run: Callable[[Split, Split | None], MoENetwork],
+) -> FitOutcome:
     """``run`` on the data moved to the device, under autocast, the global RNG
     left as it was, and an out-of-memory error that says what to lower."""
     device = resolve_device(config.device)
@@ -178,7 +187,9 @@ def _guarded(arch, config: TrainConfig, train, val, trainer: Trainer, run) -> Fi
     return FitOutcome(network, trainer.history, trainer.interrupted, usage)
 
 
-def _new_network(arch: Architecture, Z, w, n_outputs: int, seed: int, generator):
+def _new_network(
+    arch: Architecture, Z: np.ndarray, w: np.ndarray, n_outputs: int, seed: int, generator: torch.Generator
+) -> tuple[ExpertBank, VoronoiRouter | LearnedRouter]:
     """A single shared expert (trained first) and the router of the mixture."""
     bank = ExpertBank(1, Z.shape[1], n_outputs, arch.depth, arch.width, arch.prelu, arch.members)
     bank.reset_parameters(generator)
@@ -243,13 +254,15 @@ def map_chunks(network: MoENetwork, n_rows: int, encode: Callable[[int, int], np
     return results
 
 
-def predict_raw(network: MoENetwork, n_rows: int, encode) -> np.ndarray:
+def predict_raw(network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray]) -> np.ndarray:
     """Network outputs (standardised target or logits) ``(n, o)`` as float64."""
     outputs = map_chunks(network, n_rows, encode, lambda x: network(x).double().cpu().numpy())
     return np.concatenate(outputs)
 
 
-def route_rows(network: MoENetwork, n_rows: int, encode) -> tuple[np.ndarray, np.ndarray]:
+def route_rows(
+    network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Experts ``(n, k)`` of each row, highest gate first, and their gates (float64)."""
 
     def route(x):

@@ -430,15 +430,13 @@ class Trainer:
 
     def _run_jobs_here(self, jobs, finished, checkpoint) -> None:
         """One job after another in this process, checkpointing every few epochs."""
+
+        def on_epoch(run) -> None:
+            if (len(self.history.phase) + len(run.train_sums)) % self.checkpoint_every == 0:
+                checkpoint([run.partial()])
+
         for job in jobs:
-            on_epoch = None
-            if self.checkpoint is not None:
-
-                def on_epoch(run):
-                    if (len(self.history.phase) + len(run.train_sums)) % self.checkpoint_every == 0:
-                        checkpoint([run.partial()])
-
-            result = train_experts(job, on_epoch)
+            result = train_experts(job, on_epoch if self.checkpoint is not None else None)
             finished(result)
             if result.interrupted:
                 self._interrupt("specialise")
