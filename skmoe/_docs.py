@@ -53,7 +53,15 @@ COMMON_PARAMS_DOC = """
         (``encoder_.numeric_.n_bins_``), so that no bin is learned from a
         handful of rows.
     learning_rate : float, default=1e-3
-        AdamW learning rate.
+        AdamW learning rate (the peak rate with ``lr_schedule="cosine"``).
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        ``"constant"``: the same rate throughout, each phase (and each
+        expert) stopping after ``n_iter_no_change`` epochs without
+        improvement. ``"cosine"``: within each phase the rate decays from
+        ``learning_rate`` to zero along half a cosine over ``max_epochs``
+        epochs, so that a fixed budget of epochs ends on small steps; early
+        stopping still keeps the best validation epoch (and may end a phase
+        sooner).
     batch_size : int or "auto", default="auto"
         Rows per minibatch (per expert during specialisation). ``"auto"`` is
         a power of two near ``n_samples / 16`` between 32 and 256, so that

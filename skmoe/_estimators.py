@@ -67,6 +67,7 @@ class _BaseMoE(BaseEstimator):
         "voronoi_search": [StrOptions({"auto", "exact", "tree"})],
         "top_k": [Interval(Integral, 1, 2, closed="both")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -98,6 +99,7 @@ class _BaseMoE(BaseEstimator):
         categorical_features="from_dtype",
         numeric_bins: int = 16,
         learning_rate: float = 1e-3,
+        lr_schedule: str = "constant",
         batch_size: int | str = "auto",
         max_epochs: int = 200,
         weight_decay: float = 1e-4,
@@ -125,6 +127,7 @@ class _BaseMoE(BaseEstimator):
         self.voronoi_search = voronoi_search
         self.top_k = top_k
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.weight_decay = weight_decay
@@ -310,6 +313,7 @@ class _BaseMoE(BaseEstimator):
             n_jobs=self.n_jobs,
             device=self.device,
             autocast=self.autocast,
+            lr_schedule=self.lr_schedule,
         )
         checkpoint = {}
         if self.checkpoint_dir is not None:
@@ -840,6 +844,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         categorical_features="from_dtype",
         numeric_bins: int = 16,
         learning_rate: float = 1e-3,
+        lr_schedule: str = "constant",
         batch_size: int | str = "auto",
         max_epochs: int = 200,
         weight_decay: float = 1e-4,
@@ -869,6 +874,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             categorical_features=categorical_features,
             numeric_bins=numeric_bins,
             learning_rate=learning_rate,
+            lr_schedule=lr_schedule,
             batch_size=batch_size,
             max_epochs=max_epochs,
             weight_decay=weight_decay,

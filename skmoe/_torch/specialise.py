@@ -28,6 +28,7 @@ import torch
 
 from .device import CHUNK_ROWS, resolve_device
 from .experts import MemberLoss, mlp_forward, mlp_members, split_state
+from .schedule import scheduled_lr
 from .stopping import EarlyStopping
 
 
@@ -66,6 +67,7 @@ class ExpertJob:
     tol: float
     device: str  # the estimator's device setting, resolved where the job runs
     autocast: bool
+    lr_schedule: str = "constant"  # see training.scheduled_lr
 
 
 @dataclass
@@ -177,7 +179,7 @@ class _Run:
             if not active.any():
                 break
             start = time.perf_counter()
-            sums = self._epoch()
+            sums = self._epoch(epoch - 1)
             self.train_sums.append(sums)
             for e in np.flatnonzero(active & ~np.isfinite(sums)):
                 self._load(e, self.snapshots[e])  # diverged: back to its fall-back
@@ -190,8 +192,8 @@ class _Run:
             if on_epoch is not None:
                 on_epoch(self)
 
-    def _epoch(self) -> np.ndarray:
-        """One epoch of every active expert; its weighted training-loss sums."""
+    def _epoch(self, epoch: int) -> np.ndarray:
+        """Epoch ``epoch`` (from 0) of every active expert; its weighted training-loss sums."""
         job = self.job
         active = np.flatnonzero(self.stopping.active)
         batches = {
@@ -213,6 +215,9 @@ class _Run:
                 sums[e].append((row_loss.detach().double() * w).sum())
             if not terms:
                 continue
+            lr = scheduled_lr(job.learning_rate, job.lr_schedule, (epoch + step / job.n_steps) / job.max_epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             torch.stack(terms).sum().backward()
             self.optimizer.step()

@@ -37,6 +37,7 @@ from .parallel import n_workers as parallel_workers
 from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
 from .specialise import CellRows, ExpertJob, ExpertResult, expert_groups, train_experts
+from .schedule import scheduled_lr
 from .stopping import EarlyStopping
 
 # Per-row loss: (predictions (n, o), targets) -> (n,)
@@ -59,6 +60,7 @@ class TrainConfig:
     n_jobs: int | None = None  # expert jobs in parallel (Voronoi specialisation)
     device: str = "cpu"  # the device setting, resolved where an expert job runs
     autocast: bool = False
+    lr_schedule: str = "constant"  # or "cosine": decay to zero over max_epochs of each phase
 
 
 @dataclass
@@ -313,9 +315,9 @@ class Trainer:
                 stopper.update(np.array([self._global_loss(phase.eval_forward, val)]), best_epoch)
                 best_state = copy.deepcopy(module.state_dict())
         try:
-            for _ in range(config.max_epochs):
+            for epoch_in_phase in range(config.max_epochs):
                 start = time.perf_counter()
-                train_loss = self._global_epoch(phase, optimizer, train)
+                train_loss = self._global_epoch(phase, optimizer, train, epoch_in_phase)
                 if not math.isfinite(train_loss):
                     best_state = self._diverged(phase.name, best_state or last_good)
                     break
@@ -340,11 +342,17 @@ class Trainer:
             module.load_state_dict(best_state)
         return best_epoch
 
-    def _global_epoch(self, phase: _Phase, optimizer, train: Split) -> float:
-        """One pass of shuffled minibatches over all rows; returns the mean loss."""
+    def _global_epoch(self, phase: _Phase, optimizer, train: Split, epoch: int = 0) -> float:
+        """One pass of shuffled minibatches over all rows (epoch ``epoch`` of the
+        phase, for the learning-rate schedule); returns the mean loss."""
+        config = self.config
         perm = torch.randperm(len(train), generator=self.generator).to(train.X.device)
+        batches = perm.split(config.batch_size)
         total, weight = 0.0, 0.0
-        for batch in _progress(perm.split(self.config.batch_size), self.config.verbose, phase.name):
+        for step, batch in enumerate(_progress(batches, config.verbose, phase.name)):
+            progress = (epoch + step / len(batches)) / config.max_epochs
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(config.learning_rate, config.lr_schedule, progress)
             x, y, w = train.X[batch], train.y[batch], train.w[batch]
             out, experts = phase.train_forward(x)
             loss = _weighted_mean(self.member_loss(out, y), w)
@@ -498,6 +506,7 @@ class Trainer:
             tol=self.config.tol,
             device=self.config.device,
             autocast=self.config.autocast,
+            lr_schedule=self.config.lr_schedule,
         )
 
     # -- helpers --------------------------------------------------------------
