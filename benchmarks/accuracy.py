@@ -10,6 +10,8 @@ Models, each with its defaults and the seed:
 
 * ``skmoe``: ``MoERegressor`` / ``MoEClassifier`` on the raw DataFrame;
 * ``lightgbm``: ``LGBMRegressor`` / ``LGBMClassifier`` (category columns native);
+* ``catboost``: ``CatBoostRegressor`` / ``CatBoostClassifier`` with the
+  categorical columns declared (as text; missing values a level of their own);
 * ``hgb``: ``HistGradientBoosting*`` (categorical from dtype);
 * ``mlp``: scikit-learn's MLP (256, 256) with early stopping, after median /
   most-frequent imputation, scaling and one-hot encoding;
@@ -24,7 +26,7 @@ per dataset (mean over seeds), the mean rank and mean normalised score
 
 Usage::
 
-    pip install -e ".[benchmarks]"          # lightgbm, pytabkit
+    pip install -e ".[benchmarks]"          # lightgbm, catboost, pytabkit
     python benchmarks/accuracy.py --data-dir ../shared/data
     python benchmarks/accuracy.py --models skmoe lightgbm hgb mlp --datasets adult --seeds 0
     python benchmarks/accuracy.py --report
@@ -54,7 +56,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-MODELS = ("skmoe", "lightgbm", "hgb", "mlp", "realmlp", "tabm")
+MODELS = ("skmoe", "lightgbm", "hgb", "mlp", "realmlp", "tabm", "catboost")
 PYTABKIT = ("realmlp", "tabm")
 NEURAL = ("skmoe", "mlp", "realmlp", "tabm")
 MAX_TRAIN = 50_000
@@ -111,6 +113,8 @@ def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None
             hidden_layer_sizes=(256, 256), early_stopping=True, random_state=seed
         )
         return make_pipeline(pre, mlp)
+    if name == "catboost":
+        return _catboost(classif, seed)
     if name in ("realmlp", "tabm"):
         import pytabkit
 
@@ -124,6 +128,38 @@ def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None
         ).set_output(transform="pandas")
         return make_pipeline(impute, cls(random_state=seed, device=peer_device))
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def _catboost(classif: bool, seed: int):
+    """CatBoost at its defaults, with the table's categorical columns declared
+    (as text, missing values as a level of their own)."""
+    import catboost
+    from sklearn.base import BaseEstimator
+
+    class CatBoost(BaseEstimator):
+        def fit(self, X, y):
+            cls = catboost.CatBoostClassifier if classif else catboost.CatBoostRegressor
+            self.cat_ = [c for c in X.columns if str(X[c].dtype) in CATEGORICAL]
+            self.model_ = cls(random_seed=seed, verbose=0, cat_features=self.cat_, allow_writing_files=False)
+            self.model_.fit(self._prepare(X), y)
+            if classif:
+                self.classes_ = self.model_.classes_
+            return self
+
+        def _prepare(self, X):
+            X = X.copy()
+            for c in self.cat_:
+                X[c] = X[c].astype(str).fillna("(missing)")
+            return X
+
+        def predict(self, X):
+            out = self.model_.predict(self._prepare(X))
+            return out.ravel() if not classif else out.reshape(-1)
+
+        def predict_proba(self, X):
+            return self.model_.predict_proba(self._prepare(X))
+
+    return CatBoost()
 
 
 def evaluate(model, X, y, task: str) -> dict:

@@ -109,13 +109,24 @@ class NumericEncoder:
     def n_outputs(self) -> int:
         return (2 + self._n_bins) * len(self.center_) + int(self.has_missing_.sum())
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The views of ``X`` ``(n, d)``, written into ``out`` ``(n, n_outputs)`` if given.
+
+        Each view is computed in float64 and cast once, into ``out``'s dtype,
+        as it is written (no concatenated float64 copy of all views).
+        """
+        n, d = X.shape
+        if out is None:
+            out = np.empty((n, self.n_outputs))
+        n_bins = self._n_bins
         missing = np.isnan(X)
         X = np.where(missing, self.median_, X)
         z = (X - self.center_) / self.scale_
-        robust = z / np.sqrt(1.0 + (z / self.clip) ** 2)
-        indicators = missing[:, self.has_missing_].astype(np.float64)
-        return np.hstack([robust, self._quantile_normal(X), self._piecewise_linear(X), indicators])
+        out[:, :d] = z / np.sqrt(1.0 + (z / self.clip) ** 2)
+        out[:, d : 2 * d] = self._quantile_normal(X)
+        self._piecewise_linear(X, out[:, 2 * d : (2 + n_bins) * d])
+        out[:, (2 + n_bins) * d :] = missing[:, self.has_missing_]
+        return out
 
     _ARRAYS = ("levels_", "quantiles_", "center_", "scale_", "median_", "has_missing_")
 
@@ -147,27 +158,36 @@ class NumericEncoder:
         They are read off the stored quantiles, so a saved model needs no
         array of its own for them.
         """
+        cached = getattr(self, "_edges_cache", None)
+        if cached is not None and cached[0] is self.quantiles_ and len(cached[1]) == self._n_bins + 1:
+            return cached[1]
         rows = np.rint(np.linspace(0.0, 1.0, self._n_bins + 1) * (self.n_quantiles - 1))
-        return self.quantiles_[rows.astype(np.intp)]
+        edges = self.quantiles_[rows.astype(np.intp)]
+        self._edges_cache = (self.quantiles_, edges)
+        return edges
 
-    def _piecewise_linear(self, X: np.ndarray) -> np.ndarray:
-        """How far each value fills each bin: ``(n, n_features * n_bins)``.
+    def _piecewise_linear(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """How far each value fills each bin: ``(n, n_features * n_bins)``, into ``out`` if given.
 
         A bin that is a single point (tied quantiles) is a 0/1 step at that
         value. Values outside the training range fill the first bin from 0 or
         the last to 1, no further, so an outlier cannot blow up a unit.
         """
-        if not self._n_bins:
-            return np.empty((len(X), 0))
-        edges = self.bin_edges()
         n_bins = self._n_bins
-        out = np.empty((len(X), X.shape[1] * n_bins))
+        if out is None:
+            out = np.empty((len(X), X.shape[1] * n_bins))
+        if not n_bins:
+            return out
+        edges = self.bin_edges()
         # One column at a time: temporaries of (n, n_bins), not (n, n_bins, d).
         for j in range(X.shape[1]):
             lo, hi = edges[:-1, j], edges[1:, j]  # (n_bins,)
             span = hi - lo
             x = X[:, j, None]  # (n, 1)
-            fill = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), x >= hi)
+            if (span > 0).all():  # the usual case, without the steps' masks
+                fill = (x - lo) / span
+            else:
+                fill = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), x >= hi)
             # column-major blocks: all bins of column 0, then column 1, ...
             np.clip(fill, 0.0, 1.0, out=out[:, j * n_bins : (j + 1) * n_bins])
         return out
@@ -289,14 +309,18 @@ class CategoricalEncoder:
         n_target = sum(len(default) for _, _, default in self.target_tables_)
         return sum(len(s) + 1 for s in self.slots_) + n_target
 
-    def transform(self, C: np.ndarray) -> np.ndarray:
-        blocks = [self._onehot(C)]
+    def transform(self, C: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The one-hot slots and target encodings of codes ``C``, into ``out`` if given."""
+        if out is None:
+            out = np.empty((len(C), self.n_outputs))
+        start = self._onehot(C, out).shape[1]
         # As TargetEncoder.transform: a code seen in fit gets its encoding, any
         # other the target mean.
         for j, (codes, encodings, default) in zip(self.target_columns_, self.target_tables_):
             pos, hit = sorted_lookup(codes, C[:, j])
-            blocks.append(np.where(hit[:, None], encodings[pos], default))
-        return np.hstack(blocks)
+            out[:, start : start + len(default)] = np.where(hit[:, None], encodings[pos], default)
+            start += len(default)
+        return out
 
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """The fitted slots and target-encoding tables as a spec and named arrays."""
@@ -329,14 +353,17 @@ class CategoricalEncoder:
             encoder.target_tables_.append((codes, encodings, default))
         return encoder
 
-    def _onehot(self, C: np.ndarray) -> np.ndarray:
-        blocks = []
+    def _onehot(self, C: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The one-hot slots of every column, in the first columns of ``out`` if given."""
+        width = sum(len(slots) + 1 for slots in self.slots_)
+        out = np.empty((len(C), width)) if out is None else out
+        out[:, :width] = 0.0
+        rows, start = np.arange(len(C)), 0
         for j, slots in enumerate(self.slots_):
             pos, hit = sorted_lookup(slots, C[:, j])
-            onehot = np.zeros((len(C), len(slots) + 1))
-            onehot[np.arange(len(C)), np.where(hit, pos, len(slots))] = 1.0
-            blocks.append(onehot)
-        return np.hstack(blocks) if blocks else np.empty((len(C), 0))
+            out[rows, start + np.where(hit, pos, len(slots))] = 1.0
+            start += len(slots) + 1
+        return out[:, :width]
 
 
 def _target_tables(encoder: TargetEncoder) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -455,11 +482,12 @@ class TableEncoder:
         return columns
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        parts = [
-            self.numeric_.transform(X[:, ~self.is_categorical]),
-            self.categorical_.transform(X[:, self.is_categorical]),
-        ]
-        return np.hstack(parts).astype(np.float32)
+        """The encoding of codes ``X`` as float32, each block written in place."""
+        out = np.empty((len(X), self.n_outputs), dtype=np.float32)
+        n_numeric = self.numeric_.n_outputs
+        self.numeric_.transform(X[:, ~self.is_categorical], out[:, :n_numeric])
+        self.categorical_.transform(X[:, self.is_categorical], out[:, n_numeric:])
+        return out
 
 
 def collapse_duplicates(

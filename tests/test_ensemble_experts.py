@@ -148,3 +148,28 @@ def test_file_from_before_members_loads_as_single_mlps(table, tmp_path):
     loaded = skmoe.load(path)
     assert loaded.expert_members == 1 and loaded.network_.bank.members == 1
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_prelu_backward_matches_torchs():
+    """The expert's PReLU has torch's forward and gradients (its slope
+    gradient summed in another order), and passes gradcheck."""
+    import torch.nn.functional as F
+
+    from skmoe._torch.experts import _PReLU, _prelu
+
+    x = torch.randn(200, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    slope = torch.rand(16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    g = torch.randn(200, 16, generator=torch.Generator().manual_seed(2))
+    torch.autograd.backward(F.prelu(x, slope), g)
+    expected = x.grad.clone(), slope.grad.clone()
+    x.grad = slope.grad = None
+    out = _prelu(x, slope)
+    assert torch.equal(out, F.prelu(x, slope))
+    torch.autograd.backward(out, g)
+    assert torch.equal(x.grad, expected[0])
+    torch.testing.assert_close(slope.grad, expected[1], rtol=1e-5, atol=1e-6)
+    double = (torch.randn(12, 5, dtype=torch.double, requires_grad=True),
+              torch.rand(5, dtype=torch.double, requires_grad=True))
+    assert torch.autograd.gradcheck(_PReLU.apply, double)
+    with torch.no_grad():  # inference: torch's own kernel
+        assert torch.equal(_prelu(x, slope), F.prelu(x, slope))

@@ -261,3 +261,32 @@ def test_numeric_bins_sets_the_input_width():
     assert small.get_params()["numeric_bins"] == 16
     with pytest.raises(ValueError, match="numeric_bins"):
         MoERegressor(numeric_bins=-1).fit(df, y)
+
+
+def test_encoding_written_in_place_equals_the_views_concatenated():
+    """TableEncoder.transform writes each view into one float32 array: the
+    same numbers as concatenating the float64 views and casting once, with
+    high-cardinality (target-encoded) columns, tied bins and missing values."""
+    from skmoe._preprocessing import TableEncoder
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    numeric = rng.normal(size=(n, 3))
+    numeric[:, 1] = rng.integers(0, 3, n)  # tied quantiles: bins that are steps
+    numeric[rng.random(n) < 0.1, 2] = np.nan
+    codes = np.column_stack([rng.integers(0, 4, n), rng.integers(0, 200, n)]).astype(float)
+    codes[rng.random(n) < 0.05, 0] = -1.0  # missing level
+    X = np.hstack([numeric, codes])
+    is_categorical = np.array([False, False, False, True, True])
+    encoder = TableEncoder(is_categorical, n_bins=16)
+    encoder.fit_transform(X, np.ones(n), rng.normal(size=n), "continuous", 0)
+    assert encoder.categorical_.target_columns_  # the 200-level column is target-encoded
+    new = X[:500] + np.r_[0.5, 0.0, 0.0, 0.0, 0.0]  # values off the training grid
+    new[0, 3] = 9.0  # unseen level
+    expected = np.hstack([
+        encoder.numeric_.transform(new[:, ~is_categorical]),
+        encoder.categorical_.transform(new[:, is_categorical]),
+    ]).astype(np.float32)
+    out = encoder.transform(new)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)

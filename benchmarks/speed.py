@@ -1,0 +1,97 @@
+"""Fit and predict cost of skmoe's defaults beside its peers, side by side.
+
+On each table of the accuracy suite (its protocol, seed 0), the models are
+fitted one after another in this process, ``--repeats`` times in alternating
+order; the script prints the median fit seconds of each model and its ratio
+to skmoe's, the batch predict throughput on the test rows (rows/s, median of
+the repeats) and the single-row latency (median over ``--calls`` calls of
+``predict`` on one row). Peers: scikit-learn's MLP pipeline (the suite's
+``mlp``), ``HistGradientBoosting``, LightGBM and CatBoost (those two when
+installed: ``pip install -e ".[benchmarks]"``).
+
+Usage::
+
+    python benchmarks/speed.py --data-dir ../shared/data
+    python benchmarks/speed.py --datasets california_housing --repeats 3
+    python benchmarks/speed.py --skmoe-params '{"lr_schedule": "cosine", "max_epochs": 40}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import accuracy as A  # noqa: E402
+
+PEERS = ("mlp", "hgb", "lightgbm", "catboost")
+_NEEDS = {"lightgbm": "lightgbm", "catboost": "catboost"}
+
+
+def available(models: list[str]) -> list[str]:
+    return [m for m in models if m not in _NEEDS or importlib.util.find_spec(_NEEDS[m])]
+
+
+def measure(name: str, task: str, parts, skmoe_params: dict | None, calls: int) -> dict:
+    """One fit of ``name``: fit seconds, score, batch rows/s and one-row latency."""
+    X_tr, X_te, y_tr, y_te = parts
+    model = A.make_model(name, task, 0, skmoe_params if name == "skmoe" else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        model.fit(X_tr, y_tr)
+        fit = time.perf_counter() - start
+        predict = model.predict_proba if task != "regression" else model.predict
+        start = time.perf_counter()
+        predict(X_te)
+        batch = len(X_te) / (time.perf_counter() - start)
+        row = X_te.iloc[:1]
+        predict(row)  # warm
+        latencies = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            predict(row)
+            latencies.append(time.perf_counter() - start)
+    score = A.evaluate(model, X_te, y_te, task)["score"]
+    return {"fit": fit, "score": score, "rows_per_s": batch, "latency_ms": 1e3 * statistics.median(latencies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--datasets", nargs="*")
+    parser.add_argument("--models", nargs="+", default=["skmoe", *PEERS])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=1000, help="single-row predict calls per fit")
+    parser.add_argument("--skmoe-params", type=json.loads, default=None)
+    args = parser.parse_args()
+    models = available(args.models)
+    manifest = json.loads((args.data_dir / "manifest.json").read_text())
+    print("| dataset | model | fit s (median) | fit / skmoe | score | predict rows/s | 1-row ms |")
+    print("|---|---|---|---|---|---|---|")
+    for info in manifest:
+        if args.datasets and info["name"] not in args.datasets:
+            continue
+        X, y = A.load(args.data_dir, info)
+        parts = A.split(X, y, info["task"], 0)
+        runs = {m: [] for m in models}
+        for r in range(args.repeats):
+            for name in models if r % 2 == 0 else models[::-1]:
+                runs[name].append(measure(name, info["task"], parts, args.skmoe_params, args.calls))
+        base = statistics.median(x["fit"] for x in runs.get("skmoe", runs[models[0]]))
+        for name in models:
+            fit = statistics.median(x["fit"] for x in runs[name])
+            rows = statistics.median(x["rows_per_s"] for x in runs[name])
+            latency = statistics.median(x["latency_ms"] for x in runs[name])
+            print(f"| {info['name']} | {name} | {fit:.1f} | {fit / base:.3f} | "
+                  f"{runs[name][0]['score']:.4f} | {rows:,.0f} | {latency:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
