@@ -67,7 +67,7 @@ class TableSchema:
         columns = _columns(X)
         for j in np.flatnonzero(self.is_categorical_):
             values, missing = _as_labels(columns[j])
-            levels = np.unique(values[~missing])
+            levels = _sorted_levels(values[~missing])
             n_rows = len(values)
             if len(levels) >= _FREE_TEXT_MIN_LEVELS and len(levels) > _FREE_TEXT_SHARE * n_rows:
                 name = feature_names[j] if feature_names is not None else j
@@ -121,13 +121,24 @@ class TableSchema:
                 )
         return mask
 
+    def _level_index(self, j: int) -> pd.Index:
+        """A hash index of column ``j``'s levels (positions are the codes), built once."""
+        cache = self.__dict__.setdefault("_level_indexes", {})
+        levels = self.levels_[j]
+        if j not in cache or cache[j][0] is not levels:
+            cache[j] = (levels, pd.Index(levels, dtype=object))
+        return cache[j][1]
+
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """The fitted schema as a JSON-ready spec and named arrays (its levels)."""
         spec = {
             "is_categorical": [bool(b) for b in self.is_categorical_],
             "levels": sorted(int(j) for j in self.levels_),
         }
-        return spec, {f"levels/{j}": np.asarray(levels, dtype=str) for j, levels in self.levels_.items()}
+        arrays = {}
+        for j, levels in self.levels_.items():
+            arrays[f"levels/{j}/utf8"], arrays[f"levels/{j}/ends"] = _pack_labels(levels)
+        return spec, arrays
 
     @classmethod
     def from_arrays(
@@ -143,7 +154,7 @@ class TableSchema:
             raise ModelFileError("The schema does not match the number of features or the categorical columns.")
         schema = cls(categorical_features)
         schema.is_categorical_ = is_categorical
-        schema.levels_ = {j: arrays.get(f"levels/{j}", "U") for j in level_columns}
+        schema.levels_ = {j: _read_levels(arrays, j) for j in level_columns}
         return schema
 
     def to_codes(self, X) -> np.ndarray:
@@ -154,8 +165,8 @@ class TableSchema:
         for j, (name, column) in enumerate(zip(names, columns)):
             if self.is_categorical_[j]:
                 values, missing = _as_labels(column)
-                pos, found = sorted_lookup(self.levels_[j], values)
-                codes = np.where(found, pos, UNSEEN).astype(np.float64)
+                pos = self._level_index(j).get_indexer(values)
+                codes = np.where(pos >= 0, pos, UNSEEN).astype(np.float64)
                 codes[missing] = MISSING
                 out[:, j] = codes
             else:
@@ -187,11 +198,44 @@ def _columns(X) -> list:
 
 
 def _as_labels(column) -> tuple[np.ndarray, np.ndarray]:
-    """Values of a categorical column as strings, and the mask of missing ones."""
+    """Values of a categorical column as Python strings (an object array, so
+    that memory follows the strings' own sizes, not rows times the longest),
+    and the mask of missing ones."""
     series = pd.Series(column) if not isinstance(column, pd.Series) else column
     missing = series.isna().to_numpy()
     values = series.astype(object).where(~missing, "").map(str).to_numpy(dtype=object)
-    return values.astype(str), missing
+    return values, missing
+
+
+def _sorted_levels(values: np.ndarray) -> np.ndarray:
+    """The distinct strings of ``values``, sorted by code point (an object array)."""
+    return np.asarray(sorted(pd.unique(values)), dtype=object)
+
+
+def _pack_labels(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as one UTF-8 byte array and the end offset of each: a model file
+    then holds their bytes, not levels times the longest level."""
+    encoded = [str(level).encode("utf-8") for level in levels]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), ends
+
+
+def _read_levels(arrays: ArrayReader, j: int) -> np.ndarray:
+    """Column ``j``'s levels from a model file (packed UTF-8, or a fixed-width
+    string array as files before 2026-12-01 hold them), checked."""
+    if arrays.prefix + f"levels/{j}" in arrays.arrays:  # the older layout
+        return arrays.get(f"levels/{j}", "U").astype(object)
+    data, ends = arrays.get(f"levels/{j}/utf8", "u"), arrays.get(f"levels/{j}/ends", "iu")
+    if data.ndim != 1 or ends.ndim != 1 or (np.diff(ends, prepend=0) < 0).any() or (len(ends) and ends[-1] != len(data)):
+        raise ModelFileError(f"The levels of column {j} ('{arrays.prefix}levels/{j}') are malformed.")
+    raw, starts = data.tobytes(), np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    try:
+        levels = [raw[a:b].decode("utf-8") for a, b in zip(starts, ends)]
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"The levels of column {j} are not UTF-8: {exc}.") from None
+    if levels != sorted(set(levels)):
+        raise ModelFileError(f"The levels of column {j} must be distinct and sorted.")
+    return np.asarray(levels, dtype=object)
 
 
 def _as_numbers(name, column) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""Hostile inputs: memory follows the data's real size, and nothing is silently wrong."""
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import skmoe
+from skmoe import MoEClassifier, MoERegressor
+
+TINY = dict(n_experts=2, expert_width=8, expert_members=2, max_epochs=1, random_state=0)
+
+
+def _frame(n=2000, long_value="x" * 100_000):
+    rng = np.random.default_rng(0)
+    plan = rng.choice(["basic", "plus", "pro"], n).astype(object)
+    plan[7] = long_value  # one long value among short ones
+    return pd.DataFrame({"plan": plan, "usage": rng.normal(size=n)}), rng.normal(size=n)
+
+
+def _peak_mib(fn) -> float:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_one_long_category_value_costs_its_own_size_at_fit_and_predict():
+    """A 100,000-character value in 2,000 rows: category labels are held as
+    Python strings, not as a fixed-width array of rows times the longest
+    value (which took 2,000 x 100,000 x 4 bytes = 763 MiB at predict)."""
+    X, y = _frame()
+    model = MoERegressor(**TINY)
+    assert _peak_mib(lambda: model.fit(X, y)) < 100
+    assert _peak_mib(lambda: model.predict(X)) < 20
+    assert model.schema_.levels_[0].dtype == object
+
+
+def test_a_long_level_is_saved_in_its_own_size(tmp_path):
+    """A 1 MB level: the model folder holds its bytes once, not every level
+    padded to the longest (which made an 80 MB folder)."""
+    X, y = _frame(long_value="é" * 500_000)  # 1 MB in UTF-8
+    for _ in range(5):  # frequent enough for a slot of its own
+        X.loc[len(X)] = ["é" * 500_000, 0.0]
+        y = np.append(y, 0.0)
+    model = MoERegressor(**TINY).fit(X, y)
+    path = model.save(tmp_path / "model")
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    assert size < 3 * 2**20
+    loaded = skmoe.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert "é" * 500_000 in set(loaded.schema_.levels_[0])
+
+
+def test_labels_keep_their_exact_text():
+    """Levels differing only by trailing NUL characters or case stay apart
+    (a fixed-width NumPy string array drops trailing NULs)."""
+    X = pd.DataFrame({"c": ["a", "a\x00", "A", "a"] * 50, "x": np.arange(200.0)})
+    y = np.arange(200.0)
+    model = MoERegressor(**TINY).fit(X, y)
+    assert sorted(model.schema_.levels_[0]) == ["A", "a", "a\x00"]
+
+
+def test_tampered_levels_are_refused(tmp_path):
+    import io
+    import json
+    import hashlib
+
+    X, y = _frame(n=300, long_value="long")
+    path = MoEClassifier(**TINY).fit(X, y > 0).save(tmp_path / "model")
+    with np.load(path / "arrays.npz") as f:
+        arrays = dict(f)
+    arrays["schema/levels/0/ends"] = arrays["schema/levels/0/ends"][::-1].copy()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (path / "arrays.npz").write_bytes(buffer.getvalue())
+    header = json.loads((path / "model.json").read_text())
+    header["files"]["arrays"].update(bytes=len(buffer.getvalue()),
+                                     sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    (path / "model.json").write_text(json.dumps(header))
+    with pytest.raises(skmoe.ModelFileError, match="levels of column 0"):
+        skmoe.load(path)
