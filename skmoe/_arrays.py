@@ -32,3 +32,11 @@ class ArrayReader:
         if shape is not None and a.shape != shape:
             raise ModelFileError(f"The array {name!r} has shape {a.shape}, expected {shape}.")
         return a
+
+    def finite(self, key: str, shape: tuple | None = None, positive: bool = False) -> np.ndarray:
+        """A float array ``prefix + key`` with only finite values (and positive ones)."""
+        a = self.get(key, "f", shape)
+        if not np.isfinite(a).all() or (positive and not (a > 0).all()):
+            what = "finite and positive" if positive else "finite"
+            raise ModelFileError(f"The array {self.prefix + key!r} must hold {what} values only.")
+        return a

@@ -773,7 +773,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         return fitted, arrays
 
     def _set_fitted_values(self, fitted, arrays, arch):
-        self.y_mean_, self.y_scale_ = arrays.get("y_mean_", "f"), arrays.get("y_scale_", "f")
+        self.y_mean_, self.y_scale_ = arrays.finite("y_mean_"), arrays.finite("y_scale_", positive=True)
         try:
             self.n_outputs_, self._y_1d = int(fitted["n_outputs_"]), bool(fitted["y_1d"])
         except (KeyError, TypeError, ValueError) as exc:

@@ -133,7 +133,7 @@ def fitted_common(est) -> tuple[dict, dict[str, np.ndarray]]:
 def set_fitted_common(est, fitted: dict, arrays: ArrayReader, n_experts: int) -> None:
     """The inverse of :func:`fitted_common`, checked against ``n_experts``."""
     est.best_epoch_ = arrays.get("best_epoch_", "iu").astype(np.int64)
-    est.expert_usage_ = arrays.get("expert_usage_", "f")
+    est.expert_usage_ = arrays.finite("expert_usage_")
     if est.best_epoch_.shape != (n_experts,) or est.expert_usage_.shape != (n_experts,):
         raise ModelFileError("best_epoch_ or expert_usage_ does not match the number of experts.")
     try:

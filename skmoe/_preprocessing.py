@@ -143,8 +143,15 @@ class NumericEncoder:
         encoder.n_bins_ = n_bins
         shapes = {"levels_": (cls.n_quantiles,), "quantiles_": (cls.n_quantiles, n_columns)}
         for attr in cls._ARRAYS:
-            kinds = "b" if attr == "has_missing_" else "f"
-            setattr(encoder, attr, arrays.get(attr, kinds, shapes.get(attr, (n_columns,))))
+            shape = shapes.get(attr, (n_columns,))
+            if attr == "has_missing_":
+                encoder.has_missing_ = arrays.get(attr, "b", shape)
+            elif attr != "quantiles_":  # a zero or infinite scale would predict NaN
+                setattr(encoder, attr, arrays.finite(attr, shape, positive=attr == "scale_"))
+            else:
+                encoder.quantiles_ = arrays.get(attr, "f", shape)
+        if not (np.diff(encoder.levels_) > 0).all() or encoder.levels_[0] != 0.0 or encoder.levels_[-1] != 1.0:
+            raise ModelFileError(f"The array '{arrays.prefix}levels_' must rise from 0 to 1.")
         q = encoder.quantiles_
         if not (np.isfinite(q).all() and (np.diff(q, axis=0) >= 0).all()):
             raise ModelFileError(
@@ -347,7 +354,7 @@ class CategoricalEncoder:
                 raise ModelFileError(f"The one-hot slots of column {column} name levels that do not exist.")
         encoder.target_columns_, encoder.target_tables_ = target_columns, []
         for i in range(len(target_columns)):
-            codes, encodings, default = (arrays.get(f"target/{i}/{k}", "f") for k in ("codes", "encodings", "default"))
+            codes, encodings, default = (arrays.finite(f"target/{i}/{k}") for k in ("codes", "encodings", "default"))
             if codes.ndim != 1 or default.ndim != 1 or encodings.shape != (len(codes), len(default)):
                 raise ModelFileError(f"The target-encoding table {i} has inconsistent shapes.")
             encoder.target_tables_.append((codes, encodings, default))

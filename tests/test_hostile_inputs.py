@@ -83,3 +83,61 @@ def test_tampered_levels_are_refused(tmp_path):
     (path / "model.json").write_text(json.dumps(header))
     with pytest.raises(skmoe.ModelFileError, match="levels of column 0"):
         skmoe.load(path)
+
+
+# -- model files whose numbers would predict inf or NaN ------------------------------
+def _rewrite_arrays(path, name, change):
+    import hashlib
+    import io
+    import json
+
+    with np.load(path / name) as f:
+        arrays = dict(f)
+    change(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data = buffer.getvalue()
+    (path / name).write_bytes(data)
+    header = json.loads((path / "model.json").read_text())
+    entry = next(e for e in [header["files"]["arrays"], *header["files"]["experts"]] if e["path"] == name)
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (path / "model.json").write_text(json.dumps(header))
+
+
+def _set(key, value, index=0):
+    def change(arrays):
+        arrays[key] = arrays[key].astype(np.float64)
+        arrays[key].reshape(-1)[index] = value
+    return change
+
+
+NUMBERS = {
+    "weight beyond float32": ("experts/00000.npz", _set("weights0", 1e300), "weights0.*NaN or infinite"),
+    "zero target scale": ("arrays.npz", _set("fitted/y_scale_", 0.0), "y_scale_.*finite and positive"),
+    "infinite target mean": ("arrays.npz", _set("fitted/y_mean_", np.inf), "y_mean_.*finite"),
+    "zero input scale": ("arrays.npz", _set("encoder/numeric/scale_", 0.0), "scale_.*finite and positive"),
+    "NaN centre": ("arrays.npz", _set("encoder/numeric/center_", np.nan), "center_.*finite"),
+    "NaN median": ("arrays.npz", _set("encoder/numeric/median_", np.nan), "median_.*finite"),
+    "quantile levels": ("arrays.npz", _set("encoder/numeric/levels_", 0.5, index=3), "levels_.*rise"),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_regressor(tmp_path_factory):
+    X, y = _frame(n=400, long_value="long")
+    path = tmp_path_factory.mktemp("numbers") / "model"
+    MoERegressor(**TINY).fit(X, y).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(NUMBERS))
+def test_numbers_that_would_predict_inf_or_nan_are_refused(saved_regressor, tmp_path, case):
+    import shutil
+
+    name, change, message = NUMBERS[case]
+    path = tmp_path / "model"
+    shutil.copytree(saved_regressor, path)
+    skmoe.load(path)  # intact before
+    _rewrite_arrays(path, name, change)
+    with pytest.raises(skmoe.ModelFileError, match=message):
+        skmoe.load(path)

@@ -28,9 +28,12 @@ def checked_tensor(arrays: dict, name: str, shape: tuple, kind: str) -> torch.Te
     if kind == "float":
         if a.dtype.kind != "f":
             raise ModelFileError(f"The array {name!r} has dtype {a.dtype}, expected floats.")
+        with np.errstate(over="ignore"):
+            a = a.astype(np.float32)
+        # Checked after the cast: 1e300 is finite in float64, infinite in float32.
         if not np.isfinite(a).all():
-            raise ModelFileError(f"The array {name!r} holds NaN or infinite values.")
-        return torch.from_numpy(a.astype(np.float32))
+            raise ModelFileError(f"The array {name!r} holds NaN or infinite values (as float32).")
+        return torch.from_numpy(a)
     if a.dtype.kind not in "iu":
         raise ModelFileError(f"The array {name!r} has dtype {a.dtype}, expected integers.")
     return torch.from_numpy(a.astype(np.int64))
