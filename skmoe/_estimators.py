@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import threading
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
@@ -180,15 +181,16 @@ class _BaseMoE(BaseEstimator):
         # A warm-start fit of a fitted model leaves it as it was when it fails
         # (it only replaces network_ at the end); any other failed fit leaves
         # the estimator unfitted, never a new encoding with an old network.
-        growing = self.warm_start and hasattr(self, "network_")
-        try:
-            with self._threads():
-                return self._fit_unlimited(X, y, sample_weight, X_val, y_val)
-        except BaseException:
-            if not growing:
-                for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-                    delattr(self, name)
-            raise
+        with _one_fit_at_a_time(self):
+            growing = self.warm_start and hasattr(self, "network_")
+            try:
+                with self._threads():
+                    return self._fit_unlimited(X, y, sample_weight, X_val, y_val)
+            except BaseException:
+                if not growing:
+                    for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                        delattr(self, name)
+                raise
 
     def _fit_unlimited(self, X, y, sample_weight, X_val, y_val):
         grow = self._check_fit_arguments(X_val, y_val)
@@ -640,6 +642,30 @@ class _BaseMoE(BaseEstimator):
         if isinstance(network, dict) and _PICKLED_NETWORK in network:
             state["network_"] = engine.network_from_arrays(network["spec"], network["arrays"])
         super().__setstate__(state)
+
+
+# Estimators (by id) with a fit running: two fits of one estimator at once
+# would write one fitted state from two (target scaling of one, network of the
+# other), so the second is refused. Not an attribute of the estimator, which
+# must stay picklable and clonable.
+_FITTING: set[int] = set()
+_FITTING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_fit_at_a_time(estimator):
+    with _FITTING_LOCK:
+        if id(estimator) in _FITTING:
+            raise RuntimeError(
+                f"This {type(estimator).__name__} is being fitted in another thread; "
+                "fit a clone of it instead (sklearn.base.clone), one estimator per thread."
+            )
+        _FITTING.add(id(estimator))
+    try:
+        yield
+    finally:
+        with _FITTING_LOCK:
+            _FITTING.discard(id(estimator))
 
 
 def _shares(routed: np.ndarray, n_experts: int) -> np.ndarray:

@@ -68,12 +68,21 @@ def read_estimator(path, classes: dict[str, type], *, lazy: bool = False,
         not isinstance(max_experts_in_memory, int) or max_experts_in_memory < 1
     ):
         raise ValueError(f"max_experts_in_memory must be a positive int or None, got {max_experts_in_memory!r}.")
-    header, arrays, read_shard = _persistence.read_model(path)
-    network = engine.open_network(
-        header["network"], arrays, read_shard, lazy=lazy,
-        max_experts_in_memory=max_experts_in_memory, device=device,
-    )
-    return estimator_from_state(header, arrays, network, classes)
+    engine.check_device(device)
+    try:
+        header, arrays, read_shard = _persistence.read_model(path)
+        network = engine.open_network(
+            header["network"], arrays, read_shard, lazy=lazy,
+            max_experts_in_memory=max_experts_in_memory, device=device,
+        )
+        return estimator_from_state(header, arrays, network, classes)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, ValueError) as exc:
+        # A malformed header or array of a kind no check names: still a bad model file.
+        raise ModelFileError(
+            f"{path} is not a readable skmoe model ({type(exc).__name__}: {exc})."
+        ) from None
 
 
 def estimator_from_state(header: dict, arrays: dict, network, classes: dict[str, type]):

@@ -137,8 +137,8 @@ def _read_header(root: Path) -> dict:
     if header_file.stat().st_size > _MAX_HEADER_BYTES:
         raise ModelFileError(f"{header_file} is too large to be a model header.")
     try:
-        header = json.loads(header_file.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+        header = json.loads(header_file.read_text(), object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{header_file} is not valid JSON: {exc}.") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{header_file} is not a skmoe model header.")
@@ -153,6 +153,15 @@ def _read_header(root: Path) -> dict:
     if not isinstance(files, dict) or not isinstance(files.get("experts"), list) or not files["experts"]:
         raise ModelFileError(f"{header_file} does not list the model's array files.")
     return header
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a key given twice (JSON would keep the last silently)."""
+    keys = [k for k, _ in pairs]
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise ValueError(f"the key(s) {duplicated} appear more than once in one object")
+    return dict(pairs)
 
 
 def replaceable(path) -> bool:

@@ -240,6 +240,9 @@ def _read_levels(arrays: ArrayReader, j: int) -> np.ndarray:
 
 def _as_numbers(name, column) -> np.ndarray:
     if isinstance(column, pd.Series):
+        if np.issubdtype(getattr(column.dtype, "numpy_dtype", column.dtype), np.complexfloating):
+            # NumPy would drop the imaginary part with a warning only.
+            raise ValueError(f"Column {name!r} holds complex numbers, which skmoe does not encode.")
         try:
             return column.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError) as exc:

@@ -141,3 +141,79 @@ def test_numbers_that_would_predict_inf_or_nan_are_refused(saved_regressor, tmp_
     _rewrite_arrays(path, name, change)
     with pytest.raises(skmoe.ModelFileError, match=message):
         skmoe.load(path)
+
+
+def test_duplicated_header_keys_are_refused(saved_regressor, tmp_path):
+    import shutil
+
+    path = tmp_path / "model"
+    shutil.copytree(saved_regressor, path)
+    text = (path / "model.json").read_text()
+    (path / "model.json").write_text(text.replace('"fitted": {', '"fitted": {"n_iter_": 1, ', 1))
+    with pytest.raises(skmoe.ModelFileError, match=r"\['n_iter_'\] appear more than once"):
+        skmoe.load(path)
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda h: h.update(network=[]),                       # a list where an object belongs
+    lambda h: h["files"]["experts"][0].update(path="experts/\x00.npz"),   # embedded NUL
+    lambda h: h.update(fitted=None),
+    lambda h: h["network"].update(router=7),
+])
+def test_malformed_headers_give_model_file_errors(saved_regressor, tmp_path, corrupt):
+    import json
+    import shutil
+
+    path = tmp_path / "model"
+    shutil.copytree(saved_regressor, path)
+    header = json.loads((path / "model.json").read_text())
+    corrupt(header)
+    (path / "model.json").write_text(json.dumps(header))
+    with pytest.raises(skmoe.ModelFileError):
+        skmoe.load(path)
+
+
+def test_deeply_nested_header_is_a_model_file_error(saved_regressor, tmp_path):
+    import shutil
+
+    path = tmp_path / "model"
+    shutil.copytree(saved_regressor, path)
+    (path / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(skmoe.ModelFileError):
+        skmoe.load(path)
+
+
+def test_complex_dataframe_columns_are_refused_like_complex_arrays():
+    X = pd.DataFrame({"z": np.arange(50) * (1 + 1j), "x": np.arange(50.0)})
+    with pytest.raises(ValueError, match="'z' holds complex numbers"):
+        MoERegressor(**TINY).fit(X, np.arange(50.0))
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        MoERegressor(**TINY).fit(X.to_numpy(), np.arange(50.0))
+
+
+def test_a_second_concurrent_fit_of_one_estimator_is_refused():
+    """Two threads fitting one estimator: the second gets a clear error, the
+    first finishes with a consistent model (no hybrid of the two fits)."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(MoERegressor):
+        def _loss(self, out, y):
+            started.set()
+            release.wait(30)
+            return super()._loss(out, y)
+
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    model = Slow(**TINY)
+    first = threading.Thread(target=model.fit, args=(X, X[:, 0]))
+    first.start()
+    assert started.wait(30)
+    try:
+        with pytest.raises(RuntimeError, match="being fitted in another thread.*clone"):
+            model.fit(X, 100 * X[:, 1])
+    finally:
+        release.set()
+        first.join(60)
+    assert model.score(X, X[:, 0]) > model.score(X, 100 * X[:, 1])  # the first fit's target
+    model.fit(X, X[:, 1])  # one after the other is fine
