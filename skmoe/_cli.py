@@ -9,10 +9,13 @@ info MODEL`` prints what a saved model is, without loading its experts.
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
 import json
 import os
 import sys
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ModelFileError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
+    except (ModelFileError, ValueError, TypeError, OSError, EOFError, zlib.error, ImportError) as exc:
+        # OSError: unreadable or corrupt (gzip) input, missing or read-only output.
         print(f"skmoe {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -80,6 +84,8 @@ def _predict(args) -> int:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it.")
     if args.output.resolve() == args.input.resolve():
         raise ValueError("OUTPUT must differ from INPUT.")
+    if not args.output.parent.is_dir():
+        raise FileNotFoundError(f"The folder of OUTPUT, {args.output.parent}, does not exist.")
     out_format, in_format = _format(args.output), _format(args.input)
     model = load(args.model, lazy=args.lazy, max_experts_in_memory=args.max_experts_in_memory, device=args.device)
     if args.proba and not hasattr(model, "predict_proba"):
@@ -89,6 +95,12 @@ def _predict(args) -> int:
         raise ValueError("This model was fitted on an array without column names; the command "
                          "line scores files by column name. Fit on a DataFrame.")
     needed = list(names) + [c for c in args.keep if c not in set(names)]
+    taken = _output_columns(model, args) & set(args.keep)
+    if taken:
+        raise ValueError(f"--keep names columns that the output writes itself: {sorted(taken)}; "
+                         "rename them in INPUT first.")
+    if in_format == "csv":
+        _check_field_counts(args.input)
 
     # Write beside the target and rename at the end: a failed job leaves no
     # output that looks complete.
@@ -153,11 +165,50 @@ def _read_chunks(path: Path, fmt: str, chunk_size: int, columns: list[str], mode
     # would guess each chunk's types anew (a code column turning into floats
     # in a chunk with a missing value, whose levels then no longer match).
     names = list(model.feature_names_in_)
-    categorical = {names[j] for j in np.flatnonzero(model.schema_.is_categorical_)}
+    levels = {names[j]: set(model.schema_.levels_[j]) for j in np.flatnonzero(model.schema_.is_categorical_)}
     header = pd.read_csv(path, nrows=0).columns
     usecols = [c for c in header if c in set(columns)]
-    dtype = {c: "string" for c in usecols if c in categorical}
-    yield from pd.read_csv(path, usecols=usecols, dtype=dtype, chunksize=chunk_size)
+    dtype = {c: "string" for c in usecols if c in levels}
+    # pandas reads "NA", "None", "null"... as missing: in a category column
+    # that holds such a word as a level of the model, it is that level, as
+    # predict sees it in a DataFrame of strings.
+    na_values = {c: [v for v in _PANDAS_NA if v not in levels.get(c, ())] for c in usecols}
+    yield from pd.read_csv(path, usecols=usecols, dtype=dtype, chunksize=chunk_size,
+                           keep_default_na=False, na_values=na_values)
+
+
+# pandas' default missing-value markers (read_csv's documented ``na_values``).
+_PANDAS_NA = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _check_field_counts(path: Path) -> None:
+    """Refuse a CSV with a row of more or fewer fields than its header.
+
+    pandas fills a short row with missing values and, reading only some
+    columns, drops a long row's extra fields, shifting nothing it reports:
+    either would score a row silently wrong. One streaming pass of the
+    standard library's CSV reader (pandas' dialect) checks every row first.
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        n_fields = len(next(reader, []))
+        for row in reader:
+            if row and len(row) != n_fields:  # blank lines are skipped, as pandas does
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields, but the header has "
+                    f"{n_fields}. Fix or remove that row."
+                )
+
+
+def _output_columns(model, args) -> set[str]:
+    """The columns the output writes besides the kept ones."""
+    if args.proba:
+        columns = {"prediction", *proba_columns(model.classes_)}
+    else:
+        columns = set(prediction_columns(getattr(model, "n_outputs_", 1)))
+    return columns | ({"expert", "expert_2"} if args.expert else set())
 
 
 def _count_rows(path: Path, fmt: str) -> int | None:

@@ -217,3 +217,69 @@ def test_a_second_concurrent_fit_of_one_estimator_is_refused():
         first.join(60)
     assert model.score(X, X[:, 0]) > model.score(X, 100 * X[:, 1])  # the first fit's target
     model.fit(X, X[:, 1])  # one after the other is fine
+
+
+# -- the command line ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 600
+    plan = rng.choice(["NA", "None", "basic", "pro"], n)  # words pandas reads as missing
+    df = pd.DataFrame({"usage": rng.normal(size=n), "plan": plan})
+    y = df["usage"] + pd.Series(plan).map({"NA": 3.0, "None": -3.0, "basic": 0.0, "pro": 1.0})
+    model = MoERegressor(**{**TINY, "max_epochs": 20}).fit(df, y)
+    path = model.save(tmp_path_factory.mktemp("cli") / "model")
+    return model, path, df
+
+
+def test_cli_reads_category_words_as_predict_sees_them(cli_model, tmp_path):
+    from skmoe._cli import main
+
+    model, path, df = cli_model
+    df.to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", str(path), str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.csv")]) == 0
+    scored = pd.read_csv(tmp_path / "o.csv")["prediction"]
+    np.testing.assert_allclose(scored, model.predict(df), rtol=1e-12)
+
+
+@pytest.mark.parametrize("line, fields", [("1.5,basic,extra", 3), ("1.5", 1)])
+def test_cli_refuses_a_row_with_the_wrong_number_of_fields(cli_model, tmp_path, capsys, line, fields):
+    from skmoe._cli import main
+
+    _, path, df = cli_model
+    text = df.head(5).to_csv(index=False).splitlines()
+    text.insert(3, line)
+    (tmp_path / "in.csv").write_text("\n".join(text) + "\n")
+    out = tmp_path / "o.csv"
+    assert main(["predict", str(path), str(tmp_path / "in.csv"), "-o", str(out)]) == 2
+    assert f"line 4: {fields} fields, but the header has 2" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_refuses_kept_columns_that_collide_with_outputs(cli_model, tmp_path, capsys):
+    from skmoe._cli import main
+
+    _, path, df = cli_model
+    df.assign(prediction=1.0).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", str(path), str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.csv"),
+                 "--keep", "prediction"]) == 2
+    assert "--keep names columns that the output writes itself: ['prediction']" in capsys.readouterr().err
+
+
+def test_cli_os_errors_are_clean(cli_model, tmp_path, capsys):
+    import os
+
+    from skmoe._cli import main
+
+    _, path, df = cli_model
+    (tmp_path / "bad.csv.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    assert main(["predict", str(path), str(tmp_path / "bad.csv.gz"), "-o", str(tmp_path / "o.csv")]) == 2
+    assert "error:" in capsys.readouterr().err
+    df.to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", str(path), str(tmp_path / "in.csv"), "-o", str(tmp_path / "no" / "o.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert main(["predict", str(path), str(tmp_path / "in.csv"), "-o", str(locked / "o.csv")]) == 2
+        assert "Permission denied" in capsys.readouterr().err
