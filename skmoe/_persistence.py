@@ -134,6 +134,7 @@ def _read_header(root: Path) -> dict:
     header_file = root / _HEADER
     if not header_file.is_file():
         raise ModelFileError(f"{root} is not a saved skmoe model: {_HEADER} is missing.")
+    header_file = _inside(root, _HEADER)  # not a link to a file elsewhere
     if header_file.stat().st_size > _MAX_HEADER_BYTES:
         raise ModelFileError(f"{header_file} is too large to be a model header.")
     try:
@@ -191,17 +192,51 @@ def _entry_file(root: Path, entry) -> Path:
 def _read_npz(root: Path, entry) -> dict[str, np.ndarray]:
     file = _entry_file(root, entry)
     name = entry["path"]
-    data = file.read_bytes()
-    if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+    size = file.stat().st_size
+    if size != entry.get("bytes"):  # before reading: a huge file is refused unread
         raise ModelFileError(
-            f"{name} has {len(data)} bytes or content that does not match the model "
-            "header: it is truncated or was modified."
+            f"{name} has {size} bytes, but the model header says {entry.get('bytes')!r}: "
+            "it is truncated or was modified."
+        )
+    data = file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise ModelFileError(
+            f"{name} has content that does not match the model header: it is "
+            "truncated or was modified."
         )
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            _check_members(name, archive, len(data))
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{name} is not a readable array file: {exc}.") from None
+
+
+def _check_members(name: str, archive: zipfile.ZipFile, n_bytes: int) -> None:
+    """Refuse, before anything is decompressed, members that would expand.
+
+    skmoe writes arrays uncompressed, so together they hold fewer bytes than
+    their file; every member's own header must also declare no more bytes
+    than the member holds (a shape of 1e6 x 1e6 in a small file is refused).
+    """
+    members = archive.infolist()
+    if sum(m.file_size for m in members) > n_bytes:
+        raise ModelFileError(
+            f"{name} holds members that decompress to more than the file's own "
+            f"{n_bytes} bytes; skmoe writes its arrays uncompressed."
+        )
+    for member in members:
+        with archive.open(member) as f:
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+        if dtype.hasobject or int(np.prod(shape, dtype=object)) * dtype.itemsize > member.file_size:
+            raise ModelFileError(
+                f"{name}: the array {member.filename!r} declares shape {shape} of {dtype}, "
+                f"more than its {member.file_size} bytes (or objects)."
+            )
 
 
 def _inside(root: Path, name: str) -> Path:

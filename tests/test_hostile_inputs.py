@@ -283,3 +283,121 @@ def test_cli_os_errors_are_clean(cli_model, tmp_path, capsys):
         locked.mkdir(mode=0o500)
         assert main(["predict", str(path), str(tmp_path / "in.csv"), "-o", str(locked / "o.csv")]) == 2
         assert "Permission denied" in capsys.readouterr().err
+
+
+# -- a loader that checks before it allocates -----------------------------------------
+def _copy(saved, tmp_path):
+    import shutil
+
+    path = tmp_path / "model"
+    shutil.copytree(saved, path)
+    return path
+
+
+def _header_edit(path, edit):
+    import json
+
+    header = json.loads((path / "model.json").read_text())
+    edit(header)
+    (path / "model.json").write_text(json.dumps(header))
+
+
+def test_a_zip_bomb_member_is_refused_before_it_is_decompressed(saved_regressor, tmp_path):
+    import zipfile
+
+    path = _copy(saved_regressor, tmp_path)
+
+    def bomb(arrays):
+        arrays["junk"] = np.zeros(50_000_000, dtype=np.uint8)  # 50 MB of zeros
+
+    # Written deflated, as an attacker would: a few kB on disk.
+    with np.load(path / "arrays.npz") as f:
+        arrays = dict(f)
+    bomb(arrays)
+    np.savez_compressed(path / "arrays.npz", **arrays)
+    import hashlib
+
+    data = (path / "arrays.npz").read_bytes()
+    assert len(data) < 1_000_000
+    _header_edit(path, lambda h: h["files"]["arrays"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    assert zipfile.ZipFile(path / "arrays.npz").getinfo("junk.npy").file_size > 50_000_000
+    assert _peak_mib(lambda: _load_refused(path, "decompress to more")) < 20
+
+
+def _load_refused(path, message):
+    with pytest.raises(skmoe.ModelFileError, match=message):
+        skmoe.load(path, lazy=True)
+
+
+def test_a_shard_larger_than_its_header_entry_is_refused_unread(saved_regressor, tmp_path):
+    path = _copy(saved_regressor, tmp_path)
+    with open(path / "experts" / "00001.npz", "ab") as f:
+        f.truncate(200 * 2**20)  # 200 MiB (sparse)
+    peak = _peak_mib(lambda: _load_refused_eager(path, "00001.npz has 209715200 bytes, but the model header says"))
+    assert peak < 20
+
+
+def _load_refused_eager(path, message):
+    with pytest.raises(skmoe.ModelFileError, match=message):
+        skmoe.load(path)
+
+
+_LOAD_AND_REPORT_RSS = """
+import resource, sys
+import skmoe
+try:
+    skmoe.load(sys.argv[1])
+except skmoe.ModelFileError as exc:
+    print("refused:", exc)
+print("maxrss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("key, value", [("members", 100_000), ("width", 1_000_000), ("n_inputs", 10**7)])
+def test_header_sizes_cannot_make_the_loader_allocate(saved_regressor, tmp_path, key, value):
+    """Sizes in the header are checked against the arrays before any tensor
+    is allocated (torch's allocations are outside tracemalloc: the load runs
+    in a subprocess that reports its peak resident memory)."""
+    import subprocess
+    import sys
+
+    path = _copy(saved_regressor, tmp_path)
+    _header_edit(path, lambda h: h["network"].update({key: value}))
+    out = subprocess.run([sys.executable, "-c", _LOAD_AND_REPORT_RSS, str(path)],
+                         capture_output=True, text=True, timeout=300).stdout
+    assert "refused:" in out and "shape" in out
+    assert int(out.split("maxrss_mib")[1]) < 1500  # a bank of that size would take 2-40 GiB
+
+
+def test_a_huge_declared_array_shape_is_a_model_file_error(saved_regressor, tmp_path):
+    """A member whose own header declares (1e6, 1e6) floats: refused, no MemoryError."""
+    import hashlib
+    import io
+    import zipfile
+
+    path = _copy(saved_regressor, tmp_path)
+    npz = path / "arrays.npz"
+    with zipfile.ZipFile(npz) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    member = io.BytesIO()  # a valid .npy header declaring 10^12 float64s, then 8 bytes
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": "<f8", "fortran_order": False, "shape": (1_000_000, 1_000_000)}
+    )
+    members["fitted/y_mean_.npy"] = member.getvalue() + bytes(8)
+    with zipfile.ZipFile(npz, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    data = npz.read_bytes()
+    _header_edit(path, lambda h: h["files"]["arrays"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    with pytest.raises(skmoe.ModelFileError, match="declares shape"):
+        skmoe.load(path)
+
+
+def test_a_header_that_links_outside_the_folder_is_refused(saved_regressor, tmp_path):
+    import shutil
+
+    path = _copy(saved_regressor, tmp_path)
+    shutil.move(path / "model.json", tmp_path / "elsewhere.json")
+    (path / "model.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(skmoe.ModelFileError, match="outside the model folder"):
+        skmoe.load(path)

@@ -109,11 +109,17 @@ class ExpertBank(nn.Module):
     def from_arrays(cls, sizes: tuple, arrays: dict[str, np.ndarray], prefix: str = "") -> "ExpertBank":
         """The bank of :meth:`to_arrays`; ``sizes`` are the constructor's
         arguments, and every array is checked against them."""
+        # Every array is checked before the bank is allocated: sizes in a
+        # header cannot make it allocate more than the arrays hold.
+        values = {
+            name: checked_tensor(arrays, prefix + name, shape, "float")
+            for name, shape in _param_shapes(*sizes).items()
+        }
         bank = cls(*sizes)
         with torch.no_grad():
             for group in PARAM_GROUPS:
                 for i, param in enumerate(getattr(bank, group)):
-                    param.copy_(checked_tensor(arrays, f"{prefix}{group}{i}", tuple(param.shape), "float"))
+                    param.copy_(values[f"{group}{i}"])
         return bank
 
     def reset_parameters(self, generator: torch.Generator) -> None:
@@ -222,6 +228,19 @@ class _Cast:
 
     def __getitem__(self, e: int) -> torch.Tensor:
         return self.stack[e].to(self.dtype)
+
+
+def _param_shapes(
+    n_experts: int, n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
+) -> dict[str, tuple[int, ...]]:
+    """The shape of every stacked parameter of a bank, by its array name."""
+    dims = [n_inputs] + [width] * depth + [n_outputs * members]
+    shapes = {f"weights{i}": (n_experts, a, b) for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))}
+    shapes.update({f"biases{i}": (n_experts, b) for i, b in enumerate(dims[1:])})
+    shapes.update({f"slopes{i}": (n_experts, width) for i in range(depth if prelu else 0)})
+    if members > 1:
+        shapes["adapters0"] = (n_experts, members, n_inputs)
+    return shapes
 
 
 def _input_dtype(inputs: Sequence[torch.Tensor | None], default: torch.dtype) -> torch.dtype:

@@ -91,12 +91,15 @@ class LazyExpertBank(nn.Module):
 
     def materialize(self) -> ExpertBank:
         """An ordinary bank holding every expert (reads every shard; not cached)."""
+        # The first shard is read and checked before the bank is allocated, so
+        # that sizes in a header cannot make it allocate more than the shards hold.
+        first = self._cache.get(0) or expert_from_shard(self.spec, self.read_shard(0))
         bank = ExpertBank(
             self.n_experts, self.n_inputs, self.n_outputs, self.depth, max(self.width, 1), self.prelu, self.members
         )
         with torch.no_grad():
             for e in range(self.n_experts):
-                params = self._cache.get(e) or expert_from_shard(self.spec, self.read_shard(e))
+                params = first if e == 0 else self._cache.get(e) or expert_from_shard(self.spec, self.read_shard(e))
                 for group in PARAM_GROUPS:
                     for param, value in zip(getattr(bank, group), params[group]):
                         param[e].copy_(value)

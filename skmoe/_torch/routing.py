@@ -226,14 +226,20 @@ class LearnedRouter(nn.Module):
     def from_arrays(cls, spec: dict, arrays: dict, prefix: str, n_experts: int, d: int) -> "LearnedRouter":
         """The router of :meth:`to_arrays` serving ``n_experts`` experts on ``d`` inputs, checked."""
         rows = int(spec.get("n_gate_rows", n_experts))
-        router = cls(d, rows, int(spec.get("top_k", 1)), float(spec.get("balance_rate", 0.0)))
-        if router.top_k not in (1, 2) or router.top_k > n_experts:
-            raise ModelFileError(f"The learned router's top_k={router.top_k} is invalid for {n_experts} experts.")
+        top_k = int(spec.get("top_k", 1))
+        if top_k not in (1, 2) or top_k > n_experts:
+            raise ModelFileError(f"The learned router's top_k={top_k} is invalid for {n_experts} experts.")
+        # Checked before the gate is allocated: n_gate_rows cannot make it
+        # allocate more than the arrays hold.
+        weight = checked_tensor(arrays, prefix + "gate_weight", (rows, d), "float")
+        bias = checked_tensor(arrays, prefix + "gate_bias", (rows,), "float")
+        balance = checked_tensor(arrays, prefix + "balance_bias", (rows,), "float")
+        expert_id = checked_tensor(arrays, prefix + "expert_id", (rows,), "int")
+        router = cls(d, rows, top_k, float(spec.get("balance_rate", 0.0)))
         with torch.no_grad():
-            router.gate.weight.copy_(checked_tensor(arrays, prefix + "gate_weight", (rows, d), "float"))
-            router.gate.bias.copy_(checked_tensor(arrays, prefix + "gate_bias", (rows,), "float"))
-            router.balance_bias.copy_(checked_tensor(arrays, prefix + "balance_bias", (rows,), "float"))
-            expert_id = checked_tensor(arrays, prefix + "expert_id", (rows,), "int")
+            router.gate.weight.copy_(weight)
+            router.gate.bias.copy_(bias)
+            router.balance_bias.copy_(balance)
             served = np.sort(expert_id[expert_id >= 0].numpy())
             if expert_id.min() < -1 or not np.array_equal(served, np.arange(n_experts)):
                 raise ModelFileError(
