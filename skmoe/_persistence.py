@@ -43,7 +43,9 @@ from .exceptions import InconsistentVersionWarning, ModelFileError
 FORMAT = "skmoe-model"
 FORMAT_VERSION = 1
 _HEADER = "model.json"
-_MAX_HEADER_BYTES = 256 * 2**20
+# A header is parameters, fitted scalars and per-epoch history: a few MiB for
+# thousands of experts. Refused unread beyond this.
+_MAX_HEADER_BYTES = 64 * 2**20
 
 def versions() -> dict[str, str]:
     """The versions of the libraries a model's behaviour depends on."""
@@ -136,7 +138,10 @@ def _read_header(root: Path) -> dict:
         raise ModelFileError(f"{root} is not a saved skmoe model: {_HEADER} is missing.")
     header_file = _inside(root, _HEADER)  # not a link to a file elsewhere
     if header_file.stat().st_size > _MAX_HEADER_BYTES:
-        raise ModelFileError(f"{header_file} is too large to be a model header.")
+        raise ModelFileError(
+            f"{header_file} has {header_file.stat().st_size} bytes, more than a model header's "
+            f"{_MAX_HEADER_BYTES // 2**20} MiB."
+        )
     try:
         header = json.loads(header_file.read_text(), object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -401,3 +401,10 @@ def test_a_header_that_links_outside_the_folder_is_refused(saved_regressor, tmp_
     (path / "model.json").symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(skmoe.ModelFileError, match="outside the model folder"):
         skmoe.load(path)
+
+
+def test_a_huge_header_is_refused_unread(saved_regressor, tmp_path):
+    path = _copy(saved_regressor, tmp_path)
+    with open(path / "model.json", "ab") as f:
+        f.truncate(250 * 2**20)  # 250 MB (sparse)
+    assert _peak_mib(lambda: _load_refused_eager(path, "more than a model header's 64 MiB")) < 20
