@@ -14,7 +14,6 @@ import os
 import threading
 import warnings
 from numbers import Integral, Real
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -357,21 +356,31 @@ class _BaseMoE(BaseEstimator):
             load = np.full(n_experts, 1.0)
         snapshot.expert_usage_ = load / max(load.sum(), 1e-12)
         snapshot._set_param_counts()
-        snapshot.save(self.checkpoint_dir, overwrite=True)
+        try:
+            snapshot.save(self.checkpoint_dir, overwrite=True)
+        except OSError as exc:  # a full disk, a vanished folder: not worth the fit
+            warnings.warn(
+                f"Could not write a checkpoint to {str(self.checkpoint_dir)!r} ({exc}); "
+                "training goes on, and the last checkpoint written (if any) stays.",
+                UserWarning,
+            )
 
     def _resume_from_checkpoint(self) -> None:
         """With ``warm_start=True``, an unfitted estimator takes up the model
         saved in ``checkpoint_dir`` (if any) and fit goes on from it."""
-        if self.checkpoint_dir is None or not (Path(self.checkpoint_dir) / "model.json").is_file():
+        # The newest complete checkpoint: the folder itself, or what a save
+        # killed mid-swap left beside it.
+        found = None if self.checkpoint_dir is None else _persistence.latest_model(self.checkpoint_dir)
+        if found is None:
             return
         base = type(self)._saved_as
-        saved_as = _persistence.read_header(self.checkpoint_dir).get("estimator")
+        saved_as = _persistence.read_header(found).get("estimator")
         if saved_as != base.__name__:
             raise ValueError(
                 f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a {saved_as}, "
                 f"not a {type(self).__name__}; point checkpoint_dir elsewhere."
             )
-        saved = _model_state.read_estimator(self.checkpoint_dir, {base.__name__: base})
+        saved = _model_state.read_estimator(found, {base.__name__: base})
         for name, value in vars(saved).items():
             if name.endswith("_") or name in ("_y_1d", "_label_encoder"):
                 setattr(self, name, value)

@@ -23,15 +23,25 @@ shapes are checked as well.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
+import sys
+import uuid
 import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: saves to one path are not serialised there
+    fcntl = None
 
 import numpy as np
 import sklearn
@@ -75,36 +85,122 @@ def warn_on_version_change(saved: dict, what: str, stacklevel: int = 3) -> None:
 def write_model(path, header: dict, arrays: dict[str, np.ndarray], shards: list[dict], *,
                 overwrite: bool = False) -> Path:
     """Write a model folder: ``header`` (completed with the file list), ``arrays``
-    and one shard per expert."""
+    and one shard per expert.
+
+    The folder is written beside ``path`` and swapped in at the end; on Linux
+    the swap is one atomic exchange of the two folders, so that ``path``
+    holds a complete model (the old or the new) at every instant, whenever
+    the process is killed. Saves into one folder are serialised by a lock on
+    that folder, and the next save removes what a killed save left behind.
+    """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    if not replaceable(path):
-        raise FileExistsError(
-            f"{path} exists and is not a saved skmoe model; refusing to replace it."
-        )
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **header}
-    # Write next to the target, then swap: a failure never leaves half a model.
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (tmp / "experts").mkdir(parents=True)
-        files = {"arrays": _write_npz(tmp, "arrays.npz", arrays)}
-        files["experts"] = [
-            _write_npz(tmp, f"experts/{e:05d}.npz", shard) for e, shard in enumerate(shards)
-        ]
-        header["files"] = files
-        (tmp / _HEADER).write_text(json.dumps(header, indent=1))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _locked(path):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+        if not replaceable(path):
+            raise FileExistsError(
+                f"{path} exists and is not a saved skmoe model; refusing to replace it."
+            )
+        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **header}
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            _write_folder(tmp, header, arrays, shards)
+            _swap_in(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # the old model after an exchange
+        _remove_leftovers(path)
     return path
+
+
+def _write_folder(root: Path, header: dict, arrays: dict, shards: list[dict]) -> None:
+    (root / "experts").mkdir(parents=True)
+    files = {"arrays": _write_npz(root, "arrays.npz", arrays)}
+    files["experts"] = [_write_npz(root, f"experts/{e:05d}.npz", shard) for e, shard in enumerate(shards)]
+    header["files"] = files
+    (root / _HEADER).write_text(json.dumps(header, indent=1))
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Put the complete folder ``new`` at ``path`` (``new`` then holds the old one, if any)."""
+    if not path.exists():
+        new.rename(path)
+    elif not _exchange(new, path):
+        # No atomic exchange (not Linux, or a file system without it): two
+        # renames. A kill between them leaves the old model in ``.NAME.old*``,
+        # which latest_model() finds and the next save clears.
+        old = path.with_name(f".{path.name}.old{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        path.rename(old)
+        new.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # a libc without it
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock for saves into ``path``'s folder (waiting for
+    another process's): a lock on the folder itself, so that no lock file is
+    left beside the model."""
+    if fcntl is None or not path.parent.is_dir():
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _leftovers(path: Path) -> list[Path]:
+    """Folders that saves to ``path`` left beside it (killed mid-write or mid-swap)."""
+    prefixes = (f".{path.name}.tmp", f".{path.name}.old")
+    return [p for p in path.parent.glob(f".{path.name}.*") if p.name.startswith(prefixes) and p.is_dir()]
+
+
+def _remove_leftovers(path: Path) -> None:
+    for folder in _leftovers(path):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def latest_model(path) -> Path | None:
+    """``path`` if it holds a model, else the newest complete model a killed
+    save left beside it (see :func:`write_model`), else None."""
+    path = Path(path)
+    candidates = [path] + sorted(_leftovers(path), key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in candidates:
+        if (folder / _HEADER).is_file() and _complete(folder):
+            return folder
+    return None
+
+
+def _complete(folder: Path) -> bool:
+    """Whether every file the header of ``folder`` lists is there, with its size."""
+    try:
+        with warnings.catch_warnings():  # versions are warned of when the model is loaded
+            warnings.simplefilter("ignore", InconsistentVersionWarning)
+            files = _read_header(folder)["files"]
+        return all(
+            _entry_file(folder, e).stat().st_size == e.get("bytes")
+            for e in [files["arrays"], *files["experts"]]
+        )
+    except (ModelFileError, OSError, KeyError, TypeError):
+        return False
 
 
 def read_model(path) -> tuple[dict, dict[str, np.ndarray], Callable[[int], dict[str, np.ndarray]]]:

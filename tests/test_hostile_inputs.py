@@ -408,3 +408,104 @@ def test_a_huge_header_is_refused_unread(saved_regressor, tmp_path):
     with open(path / "model.json", "ab") as f:
         f.truncate(250 * 2**20)  # 250 MB (sparse)
     assert _peak_mib(lambda: _load_refused_eager(path, "more than a model header's 64 MiB")) < 20
+
+
+# -- killed processes: saves and checkpoints ------------------------------------------
+_SAVE_KILLED_AT_STEP = """
+import os, shutil, sys
+from pathlib import Path
+import skmoe
+from skmoe import _persistence
+
+source, target, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = skmoe.load(source)
+steps = [0]
+
+def step(fn):
+    def run(*args, **kwargs):
+        steps[0] += 1
+        if steps[0] == kill_at:
+            os._exit(17)  # killed before this filesystem step
+        return fn(*args, **kwargs)
+    return run
+
+Path.mkdir = step(Path.mkdir)
+Path.write_bytes = step(Path.write_bytes)
+Path.write_text = step(Path.write_text)
+Path.rename = step(Path.rename)
+shutil.rmtree = step(shutil.rmtree)
+_persistence._exchange = step(_persistence._exchange)
+model.save(target, overwrite=True)
+print("steps", steps[0])
+"""
+
+
+def test_a_save_killed_at_any_step_leaves_a_complete_model(tmp_path):
+    """Kill ``save(overwrite=True)`` before each of its filesystem steps, in a
+    subprocess: the path always loads, as the old model or the new one, and
+    the next save leaves nothing behind."""
+    import subprocess
+    import sys
+
+    X, y = _frame(n=300, long_value="long")
+    old = MoERegressor(**TINY).fit(X, y)
+    new = MoERegressor(**{**TINY, "random_state": 1}).fit(X, y)
+    new.save(tmp_path / "new")
+    expected = {"old": old.predict(X), "new": new.predict(X)}
+    run = [sys.executable, "-c", _SAVE_KILLED_AT_STEP, str(tmp_path / "new"), str(tmp_path / "m")]
+    old.save(tmp_path / "m")
+    done = subprocess.run(run + ["0"], capture_output=True, text=True, timeout=120)
+    n_steps = int(done.stdout.split("steps")[1])
+    assert n_steps >= 5
+    for kill_at in range(1, n_steps + 1):
+        old.save(tmp_path / "m", overwrite=True)
+        killed = subprocess.run(run + [str(kill_at)], capture_output=True, text=True, timeout=120)
+        assert killed.returncode == 17, killed.stderr
+        predictions = skmoe.load(tmp_path / "m").predict(X)
+        assert any(np.array_equal(predictions, e) for e in expected.values()), kill_at
+    old.save(tmp_path / "m", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "new"]  # leftovers cleared
+
+
+def test_resume_finds_the_checkpoint_a_killed_swap_left_beside_the_folder(tmp_path):
+    """Without an atomic exchange a kill between the two renames leaves the
+    last checkpoint in ``.NAME.old*``: warm_start resumes from it, it does
+    not silently start over."""
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    y = X[:, 0]
+    ckpt = tmp_path / "ckpt"
+    fitted = MoERegressor(**{**TINY, "max_epochs": 4}, checkpoint_dir=ckpt, checkpoint_every=2).fit(X, y)
+    ckpt.rename(tmp_path / ".ckpt.old123-abcd")  # the state a kill between the renames leaves
+    resumed = MoERegressor(**{**TINY, "max_epochs": 1}, checkpoint_dir=ckpt, checkpoint_every=1,
+                           warm_start=True)
+    resumed.fit(X, y)
+    assert resumed.n_iter_ > fitted.n_iter_ - 1  # went on from the checkpoint's epochs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # its next checkpoint cleared it
+
+
+def test_a_failed_checkpoint_write_warns_and_training_goes_on(tmp_path, monkeypatch):
+    from skmoe import _persistence
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_persistence, "_write_folder", full_disk)
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    with pytest.warns(UserWarning, match="Could not write a checkpoint.*No space left"):
+        model = MoERegressor(**{**TINY, "max_epochs": 4}, checkpoint_dir=tmp_path / "c",
+                             checkpoint_every=2).fit(X, X[:, 0])
+    assert model.predict(X).shape == (300,)
+
+
+def test_parallel_grid_search_with_one_checkpoint_dir(tmp_path):
+    """GridSearchCV(n_jobs=2) fits checkpointing into one folder at once: the
+    saves are serialised (no 'Directory not empty'), and a model is left."""
+    from sklearn.model_selection import GridSearchCV
+
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    search = GridSearchCV(
+        MoERegressor(**{**TINY, "max_epochs": 6}, checkpoint_dir=str(tmp_path / "c"), checkpoint_every=1),
+        {"expert_width": [8, 12]}, cv=2, n_jobs=2,
+    ).fit(X, X[:, 0])
+    assert np.isfinite(search.best_score_)
+    skmoe.load(tmp_path / "c")
