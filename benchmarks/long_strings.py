@@ -20,12 +20,12 @@ from skmoe import MoERegressor
 
 
 def peak_mib(fn) -> float:
+    """Peak traced memory of ``fn()`` in MiB."""
     tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
 
 
 rng = np.random.default_rng(0)

@@ -509,3 +509,28 @@ def test_parallel_grid_search_with_one_checkpoint_dir(tmp_path):
     ).fit(X, X[:, 0])
     assert np.isfinite(search.best_score_)
     skmoe.load(tmp_path / "c")
+
+
+_CLI_AND_REPORT_RSS = """
+import resource, sys
+from skmoe._cli import main
+code = main(sys.argv[1:])
+print("rc", code, "maxrss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_cli_memory_with_a_long_value_follows_the_file(tmp_path):
+    """A CSV of 2 MB with one 30,000-character value (the command line took
+    3.9 GB scoring it): the run stays near the interpreter's own footprint."""
+    import subprocess
+    import sys
+
+    X, y = _frame(n=60_000, long_value="z" * 30_000)
+    path = MoERegressor(**TINY).fit(X.iloc[:3000], y[:3000]).save(tmp_path / "m")
+    X.to_csv(tmp_path / "in.csv", index=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _CLI_AND_REPORT_RSS, "predict", str(path), str(tmp_path / "in.csv"),
+         "-o", str(tmp_path / "o.csv")], capture_output=True, text=True, timeout=300,
+    ).stdout
+    assert "rc 0" in out, out
+    assert int(out.split("maxrss_mib")[1]) < 1000
