@@ -76,24 +76,20 @@ class ExpertBank(nn.Module):
         self.n_experts = n_experts
         self.prelu = prelu
         self.members = members
-        dims = [n_inputs] + [width] * depth + [n_outputs * members]
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n_experts, d_in, d_out))  # (E, in, out)
-            for d_in, d_out in zip(dims[:-1], dims[1:])
+        shapes = param_shapes(n_inputs, n_outputs, depth, width, prelu, members)
+        self.weights = nn.ParameterList(  # (E, in, out)
+            nn.Parameter(torch.empty(n_experts, *shape)) for shape in shapes["weights"]
         )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.empty(n_experts, d_out))  # (E, out)
-            for d_out in dims[1:]
+        self.biases = nn.ParameterList(  # (E, out)
+            nn.Parameter(torch.empty(n_experts, *shape)) for shape in shapes["biases"]
         )
         # PReLU slopes, one per hidden unit; ReLU experts have none.
-        self.slopes = nn.ParameterList(
-            nn.Parameter(torch.full((n_experts, width), 0.25))  # (E, W)
-            for _ in range(depth if prelu else 0)
+        self.slopes = nn.ParameterList(  # (E, W)
+            nn.Parameter(torch.full((n_experts, *shape), 0.25)) for shape in shapes["slopes"]
         )
         # Members' input scales; a single MLP has none.
-        self.adapters = nn.ParameterList(
-            nn.Parameter(torch.ones(n_experts, members, n_inputs))  # (E, k, in)
-            for _ in range(1 if members > 1 else 0)
+        self.adapters = nn.ParameterList(  # (E, k, in)
+            nn.Parameter(torch.ones(n_experts, *shape)) for shape in shapes["adapters"]
         )
 
     @property
@@ -111,15 +107,17 @@ class ExpertBank(nn.Module):
         arguments, and every array is checked against them."""
         # Every array is checked before the bank is allocated: sizes in a
         # header cannot make it allocate more than the arrays hold.
+        n_experts, *expert_sizes = sizes
         values = {
-            name: checked_tensor(arrays, prefix + name, shape, "float")
-            for name, shape in _param_shapes(*sizes).items()
+            group: [checked_tensor(arrays, f"{prefix}{group}{i}", (n_experts, *shape), "float")
+                    for i, shape in enumerate(shapes)]
+            for group, shapes in param_shapes(*expert_sizes).items()
         }
         bank = cls(*sizes)
         with torch.no_grad():
             for group in PARAM_GROUPS:
-                for i, param in enumerate(getattr(bank, group)):
-                    param.copy_(values[f"{group}{i}"])
+                for param, value in zip(getattr(bank, group), values[group]):
+                    param.copy_(value)
         return bank
 
     def reset_parameters(self, generator: torch.Generator) -> None:
@@ -230,17 +228,22 @@ class _Cast:
         return self.stack[e].to(self.dtype)
 
 
-def _param_shapes(
-    n_experts: int, n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
-) -> dict[str, tuple[int, ...]]:
-    """The shape of every stacked parameter of a bank, by its array name."""
+def param_shapes(
+    n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
+) -> dict[str, list[tuple[int, ...]]]:
+    """The shapes of one expert's parameters, by group (``PARAM_GROUPS``), in bank order.
+
+    The one definition of an expert's layout: the bank, the checks of saved
+    arrays and shards, and the parameter count all derive from it.
+    """
     dims = [n_inputs] + [width] * depth + [n_outputs * members]
-    shapes = {f"weights{i}": (n_experts, a, b) for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))}
-    shapes.update({f"biases{i}": (n_experts, b) for i, b in enumerate(dims[1:])})
-    shapes.update({f"slopes{i}": (n_experts, width) for i in range(depth if prelu else 0)})
-    if members > 1:
-        shapes["adapters0"] = (n_experts, members, n_inputs)
-    return shapes
+    return {
+        "weights": list(zip(dims[:-1], dims[1:])),
+        "biases": [(d_out,) for d_out in dims[1:]],
+        "slopes": [(width,)] * (depth if prelu else 0),
+        # An ensemble expert has its members' input scales; a single MLP none.
+        "adapters": [(members, n_inputs)] * (members > 1),
+    }
 
 
 def _input_dtype(inputs: Sequence[torch.Tensor | None], default: torch.dtype) -> torch.dtype:
@@ -265,11 +268,8 @@ def expert_params(
     n_inputs: int, n_outputs: int, depth: int, width: int, prelu: bool, members: int = 1
 ) -> int:
     """Parameters of one expert of this shape (the one count every caller uses)."""
-    # An ensemble expert has one head per member and its members' input scales.
-    dims = [n_inputs] + [width] * depth + [n_outputs * members]
-    linear = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-    adapters = members * n_inputs if members > 1 else 0
-    return linear + (depth * width if prelu else 0) + adapters
+    shapes = param_shapes(n_inputs, n_outputs, depth, width, prelu, members)
+    return sum(math.prod(shape) for group in shapes.values() for shape in group)
 
 
 def split_state(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .arrays import ModelFileError, checked_tensor
-from .experts import ExpertBank
+from .experts import ExpertBank, param_shapes
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter
 
 __all__ = ["ModelFileError", "bank_sizes", "expert_from_shard", "network_from_arrays",
@@ -82,17 +82,10 @@ def bank_from_arrays(spec: dict, arrays: dict[str, np.ndarray]) -> ExpertBank:
 
 def expert_from_shard(spec: dict, shard: dict[str, np.ndarray]) -> dict[str, list[torch.Tensor]]:
     """One expert's ``weights``, ``biases``, ``slopes`` and ``adapters`` from its shard, checked."""
-    _, d, n_out, depth, width, prelu, members = bank_sizes(spec)
-    dims = [d] + [width] * depth + [n_out * members]
+    _, *expert_sizes = bank_sizes(spec)
     return {
-        "weights": [
-            checked_tensor(shard, f"weights{i}", (a, b), "float") for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
-        ],
-        "biases": [checked_tensor(shard, f"biases{i}", (b,), "float") for i, b in enumerate(dims[1:])],
-        "slopes": [checked_tensor(shard, f"slopes{i}", (width,), "float") for i in range(depth if prelu else 0)],
-        "adapters": [
-            checked_tensor(shard, "adapters0", (members, d), "float") for _ in range(members > 1)
-        ],
+        group: [checked_tensor(shard, f"{group}{i}", shape, "float") for i, shape in enumerate(shapes)]
+        for group, shapes in param_shapes(*expert_sizes).items()
     }
 
 
