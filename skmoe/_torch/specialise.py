@@ -32,7 +32,6 @@ from .schedule import scheduled_lr
 from .stopping import EarlyStopping
 
 
-
 @dataclass
 class CellRows:
     """The rows of a group's cells, concatenated expert by expert."""

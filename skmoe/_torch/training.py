@@ -382,7 +382,8 @@ class Trainer:
     ) -> None:
         """Specialise the experts as independent jobs (see :mod:`.specialise`)."""
         bank, n_experts = network.bank, network.bank.n_experts
-        jobs, n_jobs, sizes = self._voronoi_jobs(network, train, val)
+        n_workers = parallel_workers(self.config.n_jobs)
+        jobs, n_jobs, sizes = self._voronoi_jobs(network, train, val, n_workers)
         epoch0 = self._epoch()
         load = sizes / max(len(train), 1)
         results: list[ExpertResult] = []
@@ -401,7 +402,7 @@ class Trainer:
             _load_results(bank, [result])
 
         try:
-            if parallel_workers(self.config.n_jobs):
+            if n_workers:
                 self._run_jobs_in_parallel(jobs, n_jobs, finished, checkpoint)
             else:
                 self._run_jobs_here(jobs, finished, checkpoint)
@@ -412,8 +413,9 @@ class Trainer:
         self.history.best_epoch = _kept_epochs(results, baseline_epoch, n_experts, epoch0)
         self._warn_on_divergence(results, epoch0)
 
-    def _voronoi_jobs(self, network: MoENetwork, train: Split, val: Split | None):
-        """The expert jobs (a generator), their number, and each cell's training rows."""
+    def _voronoi_jobs(self, network: MoENetwork, train: Split, val: Split | None, n_workers: int):
+        """The expert jobs (a generator) for ``n_workers`` workers (0: this
+        process), their number, and each cell's training rows."""
         bank, router = network.bank, network.router
         n_experts = bank.n_experts
         with torch.no_grad():
@@ -423,7 +425,6 @@ class Trainer:
         # steps, on average ``batch_size`` rows per expert and step.
         n_steps = max(1, round(len(train) / (n_experts * self.config.batch_size)))
         seeds = torch.randint(0, 2**62, (n_experts,), generator=self.generator).numpy()
-        n_workers = parallel_workers(self.config.n_jobs)
         sizes = np.array([len(c) for c in cells])
         # In one process a single job trains all experts in lockstep; across
         # workers, a few jobs per worker balance uneven cells.
