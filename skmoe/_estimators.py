@@ -429,35 +429,31 @@ class _BaseMoE(BaseEstimator):
         self.n_iter_ = len(history["train_loss"])
 
     # -- prediction ------------------------------------------------------------
+    def _on_encoded_rows(self, X, call):
+        """``call(network_, n_rows, encode)`` on the rows of ``X``: the engine
+        encodes them a chunk at a time through ``encode(start, stop)``."""
+        check_is_fitted(self, "network_")
+        codes = validate_X(self, X, reset=False)
+        with self._threads():
+            return call(self.network_, len(codes), lambda start, stop: self.encoder_.transform(codes[start:stop]))
+
     def _map_chunks(self, X, fn) -> list:
         """``fn`` over the encoded rows of ``X`` (tensors), a chunk at a time;
         see :func:`skmoe._torch.api.map_chunks`."""
-        check_is_fitted(self, "network_")
-        X = validate_X(self, X, reset=False)
-        with self._threads():
-            return engine.map_chunks(self.network_, len(X), self._encoder_of(X), fn)
+        return self._on_encoded_rows(X, lambda network, n, encode: engine.map_chunks(network, n, encode, fn))
 
     def _encoded(self, X) -> np.ndarray:
         """All rows of ``X`` as the network sees them (float32)."""
         check_is_fitted(self, "network_")
         return self.encoder_.transform(validate_X(self, X, reset=False))
 
-    def _encoder_of(self, codes: np.ndarray):
-        return lambda start, stop: self.encoder_.transform(codes[start:stop])
-
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs (standardised target or logits) as float64."""
-        check_is_fitted(self, "network_")
-        X = validate_X(self, X, reset=False)
-        with self._threads():
-            return engine.predict_raw(self.network_, len(X), self._encoder_of(X))
+        return self._on_encoded_rows(X, engine.predict_raw)
 
     def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
-        check_is_fitted(self, "network_")
-        X = validate_X(self, X, reset=False)
-        with self._threads():
-            return engine.route_rows(self.network_, len(X), self._encoder_of(X))
+        return self._on_encoded_rows(X, engine.route_rows)
 
     def apply(self, X, *, return_gates: bool = False):
         """The expert(s) that serve each row, as in ``RandomForestRegressor.apply``.

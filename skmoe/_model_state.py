@@ -9,6 +9,7 @@ classes, history, per-expert records) and its parameters.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
@@ -177,8 +178,6 @@ def _param_to_json(key: str, value):
     else:
         value = _scalar(value)
     try:
-        import json
-
         json.dumps(value)
     except TypeError:
         raise TypeError(
