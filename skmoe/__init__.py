@@ -19,11 +19,19 @@ from ._theory import count_parameters, param_grid_for_budget, vc_dimension_bound
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning, ModelFileError
 
+#: The types a skops file (or an MLflow model saved with skops) of a fitted
+#: skmoe estimator holds beyond skops' own trusted ones: the estimators
+#: themselves. Their fitted state is plain Python values and NumPy arrays.
+#: ``skops.io.load(path, trusted=skmoe.TRUSTED_TYPES)``;
+#: ``mlflow.sklearn.log_model(model, name=..., skops_trusted_types=skmoe.TRUSTED_TYPES)``.
+TRUSTED_TYPES = ["skmoe.MoEClassifier", "skmoe.MoERegressor"]
+
 __all__ = [
     "MoEClassifier",
     "MoERegressor",
     "InconsistentVersionWarning",
     "ModelFileError",
+    "TRUSTED_TYPES",
     "__version__",
     "count_parameters",
     "load",

@@ -99,6 +99,7 @@ def _predict(args) -> int:
     if taken:
         raise ValueError(f"--keep names columns that the output writes itself: {sorted(taken)}; "
                          "rename them in INPUT first.")
+    _check_feature_columns(args.input, in_format, list(names))
     if in_format == "csv":
         _check_field_counts(args.input)
 
@@ -150,6 +151,22 @@ def _pyarrow():
             'Parquet files need pyarrow: pip install "skmoe[parquet]" (or pip install pyarrow).'
         ) from None
     return pyarrow
+
+
+def _check_feature_columns(path: Path, fmt: str, names: list[str]) -> None:
+    """Refuse an input that lacks some of the model's columns, naming them,
+    before any chunk is read."""
+    if fmt == "parquet":
+        present = set(_pyarrow().parquet.ParquetFile(path).schema_arrow.names)
+    else:
+        present = {str(c) for c in pd.read_csv(path, nrows=0).columns}
+    missing = [n for n in names if n not in present]
+    if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ValueError(
+            f"{path} is missing columns seen during fit: {missing[:10]}{more} "
+            f"({len(missing)} of the model's {len(names)})."
+        )
 
 
 def _read_chunks(path: Path, fmt: str, chunk_size: int, columns: list[str], model) -> Iterator[pd.DataFrame]:

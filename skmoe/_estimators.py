@@ -43,15 +43,11 @@ from . import _model_state, _persistence
 from ._docs import COMMON_ATTRS_DOC, COMMON_PARAMS_DOC
 from ._preprocessing import TableEncoder, collapse_duplicates, expand_duplicates
 from ._torch import api as engine
-from ._validation import check_y_val, validate_X
+from ._validation import check_y_val, validate_X, validate_X_val
 from .exceptions import ModelFileError
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
-# Marks a network stored as plain arrays in a pickle (see _BaseMoE.__getstate__).
-_PICKLED_NETWORK = "skmoe-network-arrays"
-
-
 class _BaseMoE(BaseEstimator):
     """Shared fitting and prediction logic of the two estimators."""
 
@@ -286,7 +282,7 @@ class _BaseMoE(BaseEstimator):
             and (X_val is not None or n_distinct >= _AUTO_EARLY_STOPPING_MIN_ROWS)
         )
         if X_val is not None:
-            X_val = validate_X(self, X_val, reset=False)
+            X_val = validate_X_val(self, X_val)
             y_val = self._encode_y(check_y_val(y_val, len(X_val)), fitting=False)
             return X, y, w, (X_val, y_val, np.ones(len(X_val)))
         if not use_val:
@@ -628,25 +624,20 @@ class _BaseMoE(BaseEstimator):
         _model_state.set_fitted_common(self, fitted, arrays, arch["n_experts"])
 
     def __getstate__(self):
-        # A copy: BaseEstimator may hand back the live __dict__ itself.
-        state = dict(super().__getstate__())
-        # The network is pickled as NumPy arrays, never as torch tensors: a
-        # pickle then loads without a GPU whatever device it was fitted on, and
-        # does not depend on torch's own serialisation (weights_only & co.).
-        if "network_" in state:
-            spec, arrays = engine.network_to_arrays(state["network_"])
-            state["network_"] = {_PICKLED_NETWORK: 1, "spec": spec, "arrays": arrays}
-        state["_skmoe_versions"] = _persistence.versions()
+        # A copy: BaseEstimator may hand back the live __dict__ itself. Fitted
+        # components are pickled as JSON-ready specs and NumPy arrays, never as
+        # skmoe objects or torch tensors: a pickle then loads without a GPU
+        # whatever device it was fitted on, and a skops file of the estimator
+        # names no type but the estimator's own (see TRUSTED_TYPES).
+        state = _model_state.components_to_plain(dict(super().__getstate__()))
+        state["_skmoe_versions"] = {k: str(v) for k, v in _persistence.versions().items()}
         return state
 
     def __setstate__(self, state):
         saved = state.pop("_skmoe_versions", None)
         if saved is not None:
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
-        network = state.get("network_")
-        if isinstance(network, dict) and _PICKLED_NETWORK in network:
-            state["network_"] = engine.network_from_arrays(network["spec"], network["arrays"])
-        super().__setstate__(state)
+        super().__setstate__(_model_state.components_from_plain(state))
 
 
 # Estimators (by id) with a fit running: two fits of one estimator at once
@@ -1048,6 +1039,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
 # A subclass is saved as the skmoe estimator it derives from.
 MoERegressor._saved_as = MoERegressor
 MoEClassifier._saved_as = MoEClassifier
+# Their public names: pickles and skops files then name skmoe.MoERegressor, the
+# path skmoe.TRUSTED_TYPES gives, not this private module.
+MoERegressor.__module__ = MoEClassifier.__module__ = "skmoe"
 
 
 def _check_outputs(arch: dict, n_outputs: int) -> None:

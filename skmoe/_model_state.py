@@ -123,6 +123,49 @@ def estimator_from_state(header: dict, arrays: dict, network, classes: dict[str,
     return est
 
 
+# -- pickles ---------------------------------------------------------------------
+# Marks a fitted component stored as its spec and arrays in a pickle.
+_PICKLED_NETWORK = "skmoe-network-arrays"
+_PICKLED_PART = "skmoe-part-arrays"
+
+
+def components_to_plain(state: dict) -> dict:
+    """An estimator's ``__dict__`` with its fitted components (network, schema,
+    encoder) as JSON-ready specs and NumPy arrays, as in a model file."""
+    if "network_" in state:
+        spec, arrays = engine.network_to_arrays(state["network_"])
+        state["network_"] = {_PICKLED_NETWORK: 1, "spec": spec, "arrays": arrays}
+    for name in ("schema_", "encoder_"):
+        if name in state:
+            spec, arrays = state[name].to_arrays()
+            state[name] = {_PICKLED_PART: 1, "spec": spec, "arrays": arrays}
+    return state
+
+
+def components_from_plain(state: dict) -> dict:
+    """The inverse of :func:`components_to_plain`; the components of pickles
+    written before 2026-12-01 (skmoe objects) are taken as they are."""
+    if _is_plain(state.get("schema_")):
+        part = state["schema_"]
+        state["schema_"] = TableSchema.from_arrays(
+            part["spec"], ArrayReader(part["arrays"]),
+            state.get("categorical_features"), int(state["n_features_in_"]),
+        )
+    if _is_plain(state.get("encoder_")):
+        part, schema = state["encoder_"], state["schema_"]
+        state["encoder_"] = TableEncoder.from_arrays(
+            part["spec"], ArrayReader(part["arrays"]), schema.is_categorical_, schema.levels_
+        )
+    network = state.get("network_")
+    if isinstance(network, dict) and _PICKLED_NETWORK in network:
+        state["network_"] = engine.network_from_arrays(network["spec"], network["arrays"])
+    return state
+
+
+def _is_plain(part) -> bool:
+    return isinstance(part, dict) and _PICKLED_PART in part
+
+
 # -- plain values of the header ---------------------------------------------------
 def fitted_common(est) -> tuple[dict, dict[str, np.ndarray]]:
     """The fitted values every estimator saves: features, history, per-expert records."""

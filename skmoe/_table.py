@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ._arrays import ArrayReader
+from ._inputs import densify_rows, is_arrow_label_dtype, object_columns_as_labels
 from .exceptions import ModelFileError
 
 MISSING = -1.0
@@ -33,6 +35,7 @@ def _is_categorical_dtype(dtype) -> bool:
         isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype, pd.BooleanDtype))
         or dtype == object
         or dtype == bool
+        or is_arrow_label_dtype(dtype)
     )
 
 
@@ -64,7 +67,13 @@ class TableSchema:
         n_features = X.shape[1]
         self.is_categorical_ = self._categorical_mask(X, feature_names, n_features)
         self.levels_: dict[int, np.ndarray] = {}
-        columns = _columns(X)
+        if sp.issparse(X) and self.is_categorical_.any():
+            raise ValueError(
+                "X is a sparse matrix, but categorical_features marks some of its "
+                "columns as categorical; pass categories in a DataFrame or a dense "
+                "array, or one-hot encode them yourself."
+            )
+        columns = [] if sp.issparse(X) else _columns(X)
         for j in np.flatnonzero(self.is_categorical_):
             values, missing = _as_labels(columns[j])
             levels = _sorted_levels(values[~missing])
@@ -84,9 +93,11 @@ class TableSchema:
         if spec is None:
             return np.zeros(n_features, dtype=bool)
         if isinstance(spec, str):  # "from_dtype"
-            if not isinstance(X, pd.DataFrame):
-                return np.zeros(n_features, dtype=bool)
-            return np.array([_is_categorical_dtype(d) for d in X.dtypes])
+            if isinstance(X, pd.DataFrame):
+                return np.array([_is_categorical_dtype(d) for d in X.dtypes], dtype=bool)
+            if isinstance(X, np.ndarray) and X.dtype == object:
+                return object_columns_as_labels(X, feature_names)
+            return np.zeros(n_features, dtype=bool)
         spec = np.asarray(spec)
         if spec.dtype == bool:
             if spec.shape != (n_features,):
@@ -159,18 +170,21 @@ class TableSchema:
 
     def to_codes(self, X) -> np.ndarray:
         """The float64 matrix of numeric values and category codes."""
-        columns = _columns(X)
-        out = np.empty((X.shape[0], len(columns)), dtype=np.float64)
-        names = X.columns if isinstance(X, pd.DataFrame) else range(len(columns))
-        for j, (name, column) in enumerate(zip(names, columns)):
-            if self.is_categorical_[j]:
-                values, missing = _as_labels(column)
-                pos = self._level_index(j).get_indexer(values)
-                codes = np.where(pos >= 0, pos, UNSEEN).astype(np.float64)
-                codes[missing] = MISSING
-                out[:, j] = codes
-            else:
-                out[:, j] = _as_numbers(name, column)
+        if sp.issparse(X):
+            out, names = self._sparse_to_codes(X), range(X.shape[1])
+        else:
+            columns = _columns(X)
+            out = np.empty((X.shape[0], len(columns)), dtype=np.float64)
+            names = X.columns if isinstance(X, pd.DataFrame) else range(len(columns))
+            for j, (name, column) in enumerate(zip(names, columns)):
+                if self.is_categorical_[j]:
+                    values, missing = _as_labels(column)
+                    pos = self._level_index(j).get_indexer(values)
+                    codes = np.where(pos >= 0, pos, UNSEEN).astype(np.float64)
+                    codes[missing] = MISSING
+                    out[:, j] = codes
+                else:
+                    out[:, j] = _as_numbers(name, column)
         infinite = np.isinf(out).any(axis=0)
         if infinite.any():
             bad = np.flatnonzero(infinite)[0]
@@ -179,6 +193,11 @@ class TableSchema:
                 f"column {list(names)[bad]!r}."
             )
         return out
+
+    def _sparse_to_codes(self, X) -> np.ndarray:
+        # The network reads dense rows: one dense copy, filled a chunk at a time
+        # (a schema with categorical columns never sees a sparse X: see fit).
+        return densify_rows(X, np.empty(X.shape, dtype=np.float64))
 
 
 def sorted_lookup(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,6 +270,8 @@ def _as_numbers(name, column) -> np.ndarray:
                 "as categorical with categorical_features, or give it a category "
                 "or string dtype."
             ) from exc
+    if column.dtype == object:  # None, NaN and pandas.NA alike are missing
+        column = np.where(pd.isna(column), np.nan, column)
     try:
         return np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -21,7 +21,7 @@ __all__ = ["count_parameters", "param_grid_for_budget", "vc_dimension_bound"]
 
 
 def count_parameters(
-    n_inputs: int,
+    n_inputs,
     n_outputs: int = 1,
     *,
     n_experts: int = 4,
@@ -36,9 +36,11 @@ def count_parameters(
 
     Parameters
     ----------
-    n_inputs : int
-        Width of the network's input (after the estimator's encoding; a fitted
-        estimator's ``n_params_total_`` already counts it exactly).
+    n_inputs : int or fitted MoERegressor or MoEClassifier
+        Width of the network's input (after the estimator's encoding). Given a
+        fitted estimator, its exact counts (``n_params_total_``,
+        ``n_params_active_``) are returned and the other arguments must be
+        left out.
     n_outputs : int, default=1
         Outputs of each expert: 1 for regression and binary classification,
         the number of classes for multiclass.
@@ -61,9 +63,28 @@ def count_parameters(
     >>> count_parameters(10, n_experts=4, expert_depth=1, expert_width=8)  # 8 members each
     (1032, 288)
     """
+    if hasattr(n_inputs, "get_params"):  # an estimator, not a width
+        return _fitted_counts(n_inputs)
+    if not isinstance(n_inputs, Integral) or isinstance(n_inputs, bool) or n_inputs < 1:
+        raise TypeError(
+            "count_parameters takes the width of the encoded input (a positive int) "
+            f"or a fitted skmoe estimator, got {n_inputs!r}."
+        )
     per_expert = engine.expert_params(n_inputs, n_outputs, expert_depth, expert_width, prelu, expert_members)
     router_params = engine.router_params(n_inputs, n_experts, router)
     return n_experts * per_expert + router_params, top_k * per_expert + router_params
+
+
+def _fitted_counts(estimator) -> tuple[int, int]:
+    try:
+        check_is_fitted(estimator, "network_")
+    except Exception:
+        raise ValueError(
+            f"count_parameters needs a fitted estimator; this {type(estimator).__name__} "
+            "is not fitted. Fit it first, or pass the encoded input width and its "
+            "shape parameters."
+        ) from None
+    return int(estimator.n_params_total_), int(estimator.n_params_active_)
 
 
 def vc_dimension_bound(estimator, n_inputs: int | None = None) -> int:

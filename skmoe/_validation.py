@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import _check_feature_names, _check_n_features, validate_data
 
+from ._inputs import as_table
 from ._table import TableSchema
 
 
@@ -15,10 +16,13 @@ def validate_X(est, X, *, reset: bool) -> np.ndarray:
     """Check ``X`` and turn it into numeric values and category codes.
 
     DataFrames keep their column types (categorical columns are found by
-    dtype); at predict time their columns are matched by name. Arrays go
+    dtype); at predict time their columns are matched by name. Tables of
+    other libraries (polars, pyarrow) are read as DataFrames first. Arrays go
     through scikit-learn's ``validate_data``, as objects when some of their
-    columns are categorical.
+    columns are categorical (named, or string columns of an object array);
+    SciPy sparse matrices are accepted when all columns are numeric.
     """
+    X = as_table(X)
     if isinstance(X, pd.DataFrame):
         duplicated = X.columns[X.columns.duplicated()].unique().tolist()
         if duplicated:
@@ -36,16 +40,13 @@ def validate_X(est, X, *, reset: bool) -> np.ndarray:
                 "feature are required."
             )
     else:
-        # Arrays have categorical columns only when named by index or mask.
-        if reset:
-            spec = est.categorical_features
-            as_objects = spec is not None and not isinstance(spec, str)
-        else:
-            as_objects = bool(est.schema_.is_categorical_.any())
+        as_objects = _array_has_labels(est, X, reset)
         X = validate_data(
             est,
             X,
             reset=reset,
+            # At fit, a sparse X with categorical columns reaches the schema, which says why it refuses it.
+            accept_sparse=("csr", "csc") if reset or not as_objects else False,
             dtype=None if as_objects else np.float64,
             ensure_all_finite=False if as_objects else "allow-nan",
         )
@@ -53,6 +54,20 @@ def validate_X(est, X, *, reset: bool) -> np.ndarray:
         names = getattr(est, "feature_names_in_", None)
         est.schema_ = TableSchema(est.categorical_features).fit(X, names)
     return est.schema_.to_codes(X)
+
+
+def _array_has_labels(est, X, reset: bool) -> bool:
+    """Whether an array's categorical columns must be read as objects: at fit,
+    when columns are named categorical or an object array may hold strings;
+    at predict, when the fitted schema has categorical columns."""
+    if not reset:
+        return bool(est.schema_.is_categorical_.any())
+    spec = est.categorical_features
+    if spec is None:
+        return False
+    if not isinstance(spec, str):
+        return True
+    return getattr(X, "dtype", None) == object
 
 
 def _align_columns(est, X: pd.DataFrame) -> pd.DataFrame:
@@ -69,6 +84,29 @@ def _align_columns(est, X: pd.DataFrame) -> pd.DataFrame:
         warnings.warn(f"X has columns not seen during fit, ignored: {extra}.", UserWarning)
     X = X.set_axis(columns, axis=1)
     return X[names]
+
+
+_PIPELINE_HINT = (
+    "In a Pipeline, fit parameters such as X_val reach the last step as they "
+    "were passed, not transformed by the steps before it: transform X_val "
+    "with the fitted preprocessing (pipe[:-1].transform(X_val)) or leave it "
+    "out and let validation_fraction hold out rows."
+)
+
+
+def validate_X_val(est, X_val) -> np.ndarray:
+    """``validate_X`` for the explicit validation set, refusing one that is
+    not shaped like the training ``X`` (most often an untransformed X_val
+    passed through a Pipeline)."""
+    X_val = as_table(X_val)
+    if isinstance(X_val, pd.DataFrame) and not hasattr(est, "feature_names_in_"):
+        raise ValueError(
+            "X_val is a DataFrame with column names, but X had none. " + _PIPELINE_HINT
+        )
+    try:
+        return validate_X(est, X_val, reset=False)
+    except ValueError as exc:
+        raise ValueError(f"X_val does not match X: {exc} {_PIPELINE_HINT}") from exc
 
 
 def check_y_val(y_val, n: int) -> np.ndarray:

@@ -34,7 +34,8 @@ def _check_fitted(model) -> None:
 
 def _axes(ax):
     if ax is None:
-        _, ax = _pyplot().subplots()
+        # Constrained layout keeps a twin axis' label and an outside legend in the figure.
+        _, ax = _pyplot().subplots(layout="constrained")
     return ax
 
 
@@ -55,8 +56,11 @@ def plot_expert_usage(model, X=None, *, ax=None):
     _check_fitted(model)
     share = model.routing_report(X)["share"].to_numpy()
     ax = _axes(ax)
+    from matplotlib.ticker import MaxNLocator
+
     ax.bar(np.arange(len(share)), share, color="tab:blue")
     ax.axhline(1.0 / len(share), color="grey", linestyle="--", linewidth=1, label="balanced")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experts are whole numbers
     ax.set_xlabel("expert")
     ax.set_ylabel("share of rows")
     dead = int((share == 0).sum())
@@ -101,7 +105,9 @@ def plot_training_history(model, *, ax=None):
     load_ax.set_ylabel("load coefficient of variation")
     lines = ax.get_legend_handles_labels()
     more = load_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
+    # Below the axes: inside, the legend would hide part of a curve.
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper center",
+              bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     ax.set_title("Training history")
     return ax
 

@@ -188,6 +188,16 @@ def test_cli_errors_are_clear_and_leave_no_partial_output(saved, data, tmp_path,
     assert not (tmp_path / "e.csv").exists()
 
 
+def test_cli_names_the_columns_an_input_lacks(saved, tmp_path, capsys):
+    """A file sharing no column with the model: its columns are named, not 'no rows'."""
+    model, path = saved
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(tmp_path / "other.csv", index=False)
+    assert main(["predict", str(path), str(tmp_path / "other.csv"), "-o", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"missing columns seen during fit: {list(model.feature_names_in_)}" in err
+    assert "no rows" not in err and not (tmp_path / "o.csv").exists()
+
+
 def test_cli_info(saved, capsys):
     model, path = saved
     assert main(["info", str(path)]) == 0

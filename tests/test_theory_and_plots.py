@@ -129,6 +129,35 @@ def test_plots_draw_on_given_axes(data):
     plt.close(fig)
 
 
+def test_plots_read_cleanly(data):
+    """Integer expert ticks; the history's twin-axis label inside the figure and
+    its legend outside the axes, so that it hides no curve."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skmoe.plotting import plot_expert_usage, plot_training_history
+
+    X, y = data
+    model = MoERegressor(n_experts=3, **SMALL).fit(X, y)
+    ax = plot_expert_usage(model)
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks == [0, 1, 2]
+    ax = plot_training_history(model)
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    figure_box = fig.bbox
+    twin = [other for other in fig.axes if other is not ax][0]
+    label_box = twin.yaxis.label.get_window_extent(renderer)
+    assert label_box.x1 <= figure_box.x1 and label_box.x0 >= figure_box.x0
+    legend_box = ax.get_legend().get_window_extent(renderer)
+    assert legend_box.y1 <= ax.get_window_extent(renderer).y0  # below the axes
+    assert legend_box.y0 >= figure_box.y0
+    plt.close("all")
+
+
 def test_plots_explain_a_missing_matplotlib(data, monkeypatch):
     import builtins
 
