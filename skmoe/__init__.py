@@ -14,6 +14,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from ._dask import predict_dask
 from ._estimators import MoEClassifier, MoERegressor
 from ._loading import load
+from ._onnx import register_skl2onnx, to_onnx
 from ._search import search_space
 from ._theory import count_parameters, param_grid_for_budget, vc_dimension_bound
 from ._version import __version__
@@ -37,6 +38,8 @@ __all__ = [
     "load",
     "param_grid_for_budget",
     "predict_dask",
+    "register_skl2onnx",
     "search_space",
+    "to_onnx",
     "vc_dimension_bound",
 ]
