@@ -85,17 +85,16 @@ def _quantile_normal(g: _Graph, x: str, numeric) -> str:
     """``NumericEncoder._quantile_normal``: a batched search of each value among
     its column's distinct quantiles, the linear CDF between them, then the
     normal quantile function."""
-    values, first, last, n_values = numeric._cdf_table()  # (d, U)
+    values, first, last, n_values = numeric._cdf_table()  # (d, U), +inf padded
     d, U = values.shape
-    below = g.op("LessOrEqual", g.const(values[None], np.float64), g.op("Unsqueeze", x, g.const([2], np.int64)))
-    k = g.op("Sub", g.op("ReduceSum", g.op("Cast", below, to=7), g.const([2], np.int64), keepdims=0),
-             g.const(1, np.int64))  # (n, d): the last distinct quantile <= x
-    kk = g.op("Max", k, g.const(0, np.int64))
-    nxt = g.op("Min", g.op("Add", kk, g.const(1, np.int64)), g.const(U - 1, np.int64))
     base = g.const(np.arange(d, dtype=np.int64) * U)
 
     def take(table, idx):
         return g.op("Gather", g.const(np.ravel(table), np.float64), g.op("Add", idx, base), axis=0)
+
+    k = g.op("Sub", _count_at_most(g, x, values), g.const(1, np.int64))  # the last quantile <= x
+    kk = g.op("Max", k, g.const(0, np.int64))
+    nxt = g.op("Min", g.op("Add", kk, g.const(1, np.int64)), g.const(U - 1, np.int64))
 
     u0, u1 = take(values, kk), take(values, nxt)
     lo0, hi0, lo1 = take(first, kk), take(last, kk), take(first, nxt)
@@ -110,6 +109,27 @@ def _quantile_normal(g: _Graph, x: str, numeric) -> str:
     eps = 1e-7
     p = g.op("Clip", p, g.const(eps, np.float64), g.const(1.0 - eps, np.float64))
     return _ndtri(g, p)
+
+
+def _count_at_most(g: _Graph, x: str, values: np.ndarray) -> str:
+    """How many of each column's sorted ``values`` ``(d, U)`` are <= ``x`` ``(n, d)``:
+    a binary search unrolled into log2(U) steps (ONNX has no searchsorted), each
+    an elementwise pass over ``(n, d)`` rather than one over ``(n, d, U)``."""
+    d, U = values.shape
+    steps = 1 << int(np.ceil(np.log2(U + 1)))  # counts 0..U fit below it
+    padded = np.full((d, steps), np.inf)
+    padded[:, :U] = values
+    flat, base = g.const(np.ravel(padded), np.float64), g.const(np.arange(d, dtype=np.int64) * steps)
+    count = None
+    step = steps // 2
+    while step:
+        # (The first probe is one index for all rows; broadcasting makes ok (n, d).)
+        probe = g.const(step - 1, np.int64) if count is None else g.op("Add", count, g.const(step - 1, np.int64))
+        ok = g.op("LessOrEqual", g.op("Gather", flat, g.op("Add", probe, base), axis=0), x)
+        grown = g.op("Add", probe, g.const(1, np.int64))
+        count = g.op("Where", ok, grown, g.op("Sub", grown, g.const(step, np.int64)))
+        step //= 2
+    return count
 
 
 # Wichura's AS241 (PPND16): the normal quantile to about 1e-16, from
@@ -240,7 +260,12 @@ def _expert(g: _Graph, h: str, spec: dict, arrays: dict, e: int) -> str:
     for i in range(depth):
         h = g.op("Gemm", h, g.const(weights[i], np.float32), g.const(biases[i], np.float32))
         if spec["prelu"]:
-            h = g.op("PRelu", h, g.const(arrays[f"bank/slopes{i}"][e], np.float32))
+            # relu(h) + slope * min(h, 0): F.prelu's values exactly, 2.6x faster
+            # in onnxruntime than its PRelu kernel (which took half of a
+            # prediction's time).
+            negative = g.op("Min", h, g.const(0.0, np.float32))
+            h = g.op("Add", g.op("Relu", h),
+                     g.op("Mul", negative, g.const(arrays[f"bank/slopes{i}"][e], np.float32)))
         else:
             h = g.op("Relu", h)
     out_weight, out_bias = weights[-1].astype(np.float32), biases[-1].astype(np.float32)
