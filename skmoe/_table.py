@@ -173,26 +173,30 @@ class TableSchema:
         if sp.issparse(X):
             out, names = self._sparse_to_codes(X), range(X.shape[1])
         else:
-            columns = _columns(X)
-            out = np.empty((X.shape[0], len(columns)), dtype=np.float64)
-            names = X.columns if isinstance(X, pd.DataFrame) else range(len(columns))
-            for j, (name, column) in enumerate(zip(names, columns)):
+            names = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(X.shape[1]))
+            out = np.empty((X.shape[0], len(names)), dtype=np.float64)
+            for j, column in enumerate(_columns(X)):
                 if self.is_categorical_[j]:
-                    values, missing = _as_labels(column)
-                    pos = self._level_index(j).get_indexer(values)
-                    codes = np.where(pos >= 0, pos, UNSEEN).astype(np.float64)
-                    codes[missing] = MISSING
-                    out[:, j] = codes
+                    out[:, j] = self._codes(j, column)
                 else:
-                    out[:, j] = _as_numbers(name, column)
+                    out[:, j] = _as_numbers(names[j], column)
         infinite = np.isinf(out).any(axis=0)
         if infinite.any():
             bad = np.flatnonzero(infinite)[0]
             raise ValueError(
                 f"Input X contains infinity or a value too large for float64 in "
-                f"column {list(names)[bad]!r}."
+                f"column {names[bad]!r}."
             )
         return out
+
+    def _codes(self, j: int, column) -> np.ndarray:
+        """Codes of categorical column ``j``'s values (``UNSEEN``, ``MISSING``)."""
+        values, missing = _as_labels(column)
+        # As an object Index: pandas would otherwise build an Arrow string array (slow for few rows).
+        pos = self._level_index(j).get_indexer(pd.Index(values, dtype=object))
+        codes = np.where(pos >= 0, pos, UNSEEN).astype(np.float64)
+        codes[missing] = MISSING
+        return codes
 
     def _sparse_to_codes(self, X) -> np.ndarray:
         # The network reads dense rows: one dense copy, filled a chunk at a time
@@ -212,18 +216,22 @@ def _columns(X) -> list:
     if isinstance(X, pd.DataFrame):
         for name, dtype in X.dtypes.items():
             _check_column_type(name, dtype)
-        return [X.iloc[:, j] for j in range(X.shape[1])]
+        # By name (validate_X refused duplicated names): faster than .iloc per
+        # column, which dominated one-row predictions (so did a block
+        # conversion of the numeric columns, measured slower still).
+        return [X[name] for name in X.columns]
     return [X[:, j] for j in range(X.shape[1])]
 
 
 def _as_labels(column) -> tuple[np.ndarray, np.ndarray]:
     """Values of a categorical column as Python strings (an object array, so
     that memory follows the strings' own sizes, not rows times the longest),
-    and the mask of missing ones."""
-    series = pd.Series(column) if not isinstance(column, pd.Series) else column
-    missing = series.isna().to_numpy()
-    values = series.astype(object).where(~missing, "").map(str).to_numpy(dtype=object)
-    return values, missing
+    and the mask of missing ones ("" in their place)."""
+    values = column.to_numpy(dtype=object) if isinstance(column, pd.Series) else np.asarray(column, dtype=object)
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    labels = np.empty(len(values), dtype=object)
+    labels[:] = ["" if gone else str(v) for v, gone in zip(values.tolist(), missing.tolist())]
+    return labels, missing
 
 
 def _sorted_levels(values: np.ndarray) -> np.ndarray:
