@@ -1,6 +1,8 @@
 """Inputs beyond pandas and float arrays: polars, pyarrow, object and sparse
 arrays, Arrow-backed columns, validation sets through a Pipeline."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,3 +190,31 @@ def test_count_parameters_of_a_fitted_estimator(fitted):
         count_parameters(MoERegressor())
     with pytest.raises(TypeError, match="a positive int"):
         count_parameters(2.5)
+
+
+def test_numeric_polars_enum_and_interchange_only_tables(table, fitted):
+    pl = pytest.importorskip("polars")
+    pa = pytest.importorskip("pyarrow")
+    X, y = table
+    numeric = X.select_dtypes("number").drop(columns="rooms_int")
+    frame = pl.from_pandas(numeric)
+    model = MoERegressor(**FAST).fit(frame, y)
+    # Reordered numeric-only polars columns are matched by name.
+    np.testing.assert_array_equal(model.predict(frame.select(frame.columns[::-1])), model.predict(frame))
+    levels = sorted(X["ocean_proximity"].unique())
+    enum = pl.from_pandas(X[["ocean_proximity", "median_income"]]).with_columns(
+        pl.col("ocean_proximity").cast(pl.Enum(levels)))
+    assert MoERegressor(**FAST).fit(enum, y).schema_.is_categorical_.tolist() == [True, False]
+
+    class InterchangeOnly:  # a table that offers only the dataframe interchange protocol
+        def __init__(self, table):
+            self._table, self.columns = table, table.column_names
+
+        def __dataframe__(self, nan_as_null=False, allow_copy=True):
+            return self._table.__dataframe__(nan_as_null=nan_as_null, allow_copy=allow_copy)
+
+    table_only = InterchangeOnly(pa.Table.from_pandas(X, preserve_index=False))
+    model, expected = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pandas deprecates the protocol
+        np.testing.assert_array_equal(model.predict(table_only), expected)
