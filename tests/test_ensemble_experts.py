@@ -61,6 +61,36 @@ def test_members_are_separate_mlps_sharing_hidden_layers():
         torch.testing.assert_close(bank.forward_members([None, x])[1], each[1].detach())
 
 
+def test_members_first_layers_as_one_product_equal_the_scaled_inputs():
+    """The members' first layers run as one product with scaled weights; values
+    and gradients equal those of each member's scaled inputs, for any scales."""
+    k, o = 4, 2
+    bank = _bank(k, o)
+    with torch.no_grad():
+        bank.adapters[0].copy_(torch.randn_like(bank.adapters[0]))  # trained, not +-1
+    x = torch.randn(9, 5)
+    e = 1
+    params = [bank.weights[0], bank.adapters[0]]
+
+    def explicit():
+        w = [p[e] for p in bank.weights]
+        b = [p[e] for p in bank.biases]
+        h = (x.unsqueeze(1) * bank.adapters[0][e]).flatten(0, 1)  # (n * k, in)
+        for i in range(len(w) - 1):
+            h = torch.nn.functional.prelu(h @ w[i] + b[i], bank.slopes[i][e])
+        heads = w[-1].view(w[-1].shape[0], k, o).transpose(0, 1)
+        return torch.baddbmm(b[-1].view(k, 1, -1), h.view(-1, k, h.shape[1]).transpose(0, 1), heads).transpose(0, 1)
+
+    expected = explicit()
+    grads = torch.autograd.grad(expected.square().sum(), params)
+    fused = bank.forward_members([None, x])[1]
+    torch.testing.assert_close(fused, expected)
+    for got, want in zip(torch.autograd.grad(fused.square().sum(), params), grads):
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():
+        torch.testing.assert_close(bank.forward_groups([None, x])[1], expected.mean(dim=1))
+
+
 def test_linear_ensemble_experts_scale_their_inputs():
     bank = _bank(4, n_outputs=1, depth=0)
     x = torch.randn(3, 5)

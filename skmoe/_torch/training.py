@@ -348,7 +348,10 @@ class Trainer:
         config = self.config
         perm = torch.randperm(len(train), generator=self.generator).to(train.X.device)
         batches = perm.split(config.batch_size)
-        total, weight = 0.0, 0.0
+        # Summed on the device, in float64 as Python floats would (the same
+        # numbers): no host synchronisation inside the epoch on a GPU.
+        total = torch.zeros((), dtype=torch.float64, device=train.X.device)
+        weight = torch.zeros((), dtype=torch.float64, device=train.X.device)
         for step, batch in enumerate(_progress(batches, config.verbose, phase.name)):
             progress = (epoch + step / len(batches)) / config.max_epochs
             for group in optimizer.param_groups:
@@ -361,9 +364,10 @@ class Trainer:
             optimizer.step()
             if phase.router is not None:
                 phase.router.update_balance(experts)
-            total += float(loss.detach()) * float(w.sum())
-            weight += float(w.sum())
-        return total / max(weight, 1e-12)
+            w_sum = w.sum().double()
+            total += loss.detach().double() * w_sum
+            weight += w_sum
+        return float(total) / max(float(weight), 1e-12)
 
     @torch.no_grad()
     def _global_loss(self, forward, split: Split) -> float:
