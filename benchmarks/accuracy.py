@@ -12,6 +12,9 @@ Models, each with its defaults and the seed:
 * ``lightgbm``: ``LGBMRegressor`` / ``LGBMClassifier`` (category columns native);
 * ``catboost``: ``CatBoostRegressor`` / ``CatBoostClassifier`` with the
   categorical columns declared (as text; missing values a level of their own);
+* ``xgboost``: ``XGBRegressor`` / ``XGBClassifier`` with
+  ``enable_categorical=True`` (the category columns native; labels encoded as
+  0..C-1, which XGBoost requires);
 * ``hgb``: ``HistGradientBoosting*`` (categorical from dtype);
 * ``mlp``: scikit-learn's MLP (256, 256) with early stopping, after median /
   most-frequent imputation, scaling and one-hot encoding;
@@ -56,7 +59,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-MODELS = ("skmoe", "lightgbm", "hgb", "mlp", "realmlp", "tabm", "catboost")
+MODELS = ("skmoe", "lightgbm", "hgb", "mlp", "realmlp", "tabm", "catboost", "xgboost")
 PYTABKIT = ("realmlp", "tabm")
 NEURAL = ("skmoe", "mlp", "realmlp", "tabm")
 MAX_TRAIN = 50_000
@@ -115,6 +118,8 @@ def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None
         return make_pipeline(pre, mlp)
     if name == "catboost":
         return _catboost(classif, seed)
+    if name == "xgboost":
+        return _xgboost(classif, seed)
     if name in ("realmlp", "tabm"):
         import pytabkit
 
@@ -160,6 +165,34 @@ def _catboost(classif: bool, seed: int):
             return self.model_.predict_proba(self._prepare(X))
 
     return CatBoost()
+
+
+def _xgboost(classif: bool, seed: int):
+    """XGBoost at its defaults with native categorical columns; class labels
+    encoded to 0..C-1 (and back) around it."""
+    import xgboost
+    from sklearn.base import BaseEstimator
+    from sklearn.preprocessing import LabelEncoder
+
+    class XGBoost(BaseEstimator):
+        def fit(self, X, y):
+            cls = xgboost.XGBClassifier if classif else xgboost.XGBRegressor
+            self.model_ = cls(enable_categorical=True, tree_method="hist", random_state=seed)
+            if classif:
+                self.encoder_ = LabelEncoder().fit(y)
+                self.classes_ = self.encoder_.classes_
+                y = self.encoder_.transform(y)
+            self.model_.fit(X, y)
+            return self
+
+        def predict(self, X):
+            out = self.model_.predict(X)
+            return self.encoder_.inverse_transform(out) if classif else out
+
+        def predict_proba(self, X):
+            return self.model_.predict_proba(X)
+
+    return XGBoost()
 
 
 def evaluate(model, X, y, task: str) -> dict:

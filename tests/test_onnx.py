@@ -82,6 +82,12 @@ def test_classifiers_binary_with_string_labels_and_multiclass(table):
     assert _run(multi, X[2000:])[0].dtype == np.int64
 
 
+def test_categorical_columns_only(table):
+    X, y = table
+    model = MoEClassifier(**FAST).fit(X[["ocean_proximity", "old"]][:2000], y[:2000] > np.median(y))
+    _check_classifier(model, X[["ocean_proximity", "old"]][2000:])
+
+
 def test_high_cardinality_target_encoding(table):
     X, y = table
     X = X.assign(block=(X["longitude"] * 10).round().astype(int).astype(str) + "_"
