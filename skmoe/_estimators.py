@@ -587,6 +587,7 @@ class _BaseMoE(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True  # densified a block of rows at a time
         return tags
 
     # -- persistence -----------------------------------------------------------

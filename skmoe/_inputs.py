@@ -11,6 +11,8 @@ matched by name as a DataFrame's are. Arrow-backed pandas columns
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -78,6 +80,12 @@ def object_columns_as_labels(X: np.ndarray, feature_names) -> np.ndarray:
             mask[j] = True
         elif kind not in _NUMBER_KINDS:
             name = feature_names[j] if feature_names is not None else j
+            other = next((v for v in X[:, j] if not _is_scalar_value(v)), None)
+            if other is not None:
+                raise TypeError(
+                    f"Column {name!r} of the object array X holds a {type(other).__name__} "
+                    f"({other!r}): the argument must be a string or a number."
+                )
             values = _examples(X[:, j])
             raise ValueError(
                 f"Column {name!r} of the object array X mixes kinds of values "
@@ -85,6 +93,12 @@ def object_columns_as_labels(X: np.ndarray, feature_names) -> np.ndarray:
                 "numbers, or name the categorical columns in categorical_features."
             )
     return mask
+
+
+def _is_scalar_value(value) -> bool:
+    """A string, a number, a boolean or a missing marker: what a table cell may hold."""
+    return isinstance(value, (str, bytes, bool, numbers.Number, np.generic)) or any(
+        value is missing for missing in (None, pd.NA, pd.NaT))
 
 
 def _examples(column: np.ndarray) -> str:

@@ -340,10 +340,23 @@ def mlp_members(h: torch.Tensor, weights, biases, slopes, prelu: bool, adapter=N
 
 
 def _hidden(h, weights, biases, slopes, prelu: bool, adapter) -> torch.Tensor:
-    """The last hidden layer: ``(n, width)``, or ``(n * k, width)`` for ``k`` members."""
-    if adapter is not None:
-        h = (h.unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in), a row's members adjacent
-    for layer in range(len(weights) - 1):
+    """The last hidden layer: ``(n, width)``, or ``(n * k, width)`` for ``k`` members,
+    a row's members adjacent."""
+    first = 0
+    if adapter is not None and len(weights) > 1:
+        # Member j's first layer, (x * r_j) @ W, is x @ (r_j[:, None] * W): all
+        # members' first layers are one product with the scaled weights side by
+        # side, (n, in) @ (in, k * width). No (n * k, in) copy of the inputs,
+        # and no gradient through them (the training step skips one of the
+        # first layer's three products).
+        k, (n_in, width) = adapter.shape[0], weights[0].shape
+        scaled = (adapter.T.unsqueeze(2) * weights[0].unsqueeze(1)).reshape(n_in, k * width)
+        h = torch.addmm(biases[0].repeat(k), h, scaled).view(-1, width)  # (n * k, width)
+        h = _prelu(h, slopes[0]) if prelu else F.relu(h)
+        first = 1
+    elif adapter is not None:  # linear members: the scaled inputs meet the heads
+        h = (h.unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in)
+    for layer in range(first, len(weights) - 1):
         h = torch.addmm(biases[layer], h, weights[layer])
         h = _prelu(h, slopes[layer]) if prelu else F.relu(h)
     return h
