@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -33,20 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy as A  # noqa: E402
+from dispatch import step_time as timed  # noqa: E402  (median of repeats, after a warm call)
 
 import skmoe  # noqa: E402
 from skmoe._onnx import onnx_feeds  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` (after one warm call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def session(model, threads: int):
@@ -76,7 +64,7 @@ def speeds(name: str, predict, one_row, n_rows: int, repeats: int, calls: int) -
 
 
 def run(args) -> None:
-    import lightgbm
+    import lightgbm  # noqa: F401  (fail before the first fit when it is missing)
 
     manifest = json.loads((args.data_dir / "manifest.json").read_text())
     torch.set_num_threads(args.threads)

@@ -48,6 +48,8 @@ from .exceptions import ModelFileError
 
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
+
+
 class _BaseMoE(BaseEstimator):
     """Shared fitting and prediction logic of the two estimators."""
 

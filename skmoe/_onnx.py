@@ -195,16 +195,22 @@ def _category_codes(g: _Graph, column: str, levels: np.ndarray) -> str:
     return g.op("Cast", codes, to=11)
 
 
+def _matches(g: _Graph, codes: str, values: np.ndarray) -> tuple[str, str]:
+    """For codes ``(n, 1)``: which of the distinct ``values`` each equals,
+    ``(n, len(values))`` 0/1 float64, and whether it equals none, ``(n, 1)``."""
+    hits = g.op("Cast", g.op("Equal", codes, g.const(np.asarray(values, np.float64)[None, :])), to=11)
+    none = g.op("Sub", g.const(1.0, np.float64), g.op("ReduceSum", hits, g.const([1], np.int64), keepdims=1))
+    return hits, none
+
+
 def _categorical_views(g: _Graph, codes: list[str], categorical) -> list[str]:
     """One-hot slots of every column, then the target encodings."""
     views = []
     for column, slots in zip(codes, categorical.slots_):
-        hits = g.op("Cast", g.op("Equal", column, g.const(np.asarray(slots, np.float64)[None, :])), to=11)
-        other = g.op("Sub", g.const(1.0, np.float64), g.op("ReduceSum", hits, g.const([1], np.int64), keepdims=1))
+        hits, other = _matches(g, column, slots)
         views += [hits, other] if len(slots) else [other]
     for j, (seen, encodings, default) in zip(categorical.target_columns_, categorical.target_tables_):
-        hits = g.op("Cast", g.op("Equal", codes[j], g.const(seen[None, :], np.float64)), to=11)
-        unseen = g.op("Sub", g.const(1.0, np.float64), g.op("ReduceSum", hits, g.const([1], np.int64), keepdims=1))
+        hits, unseen = _matches(g, codes[j], seen)
         views.append(g.op("Add", g.op("MatMul", hits, g.const(encodings, np.float64)),
                           g.op("Mul", unseen, g.const(default[None, :], np.float64))))
     return views
