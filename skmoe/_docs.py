@@ -67,7 +67,14 @@ COMMON_PARAMS_DOC = """
         a power of two near ``n_samples / 16`` between 32 and 256, so that
         small tables still get about 16 steps per epoch.
     max_epochs : int, default=200
-        Maximum epochs of each training phase (shared, then specialise).
+        Maximum passes over the training rows in each training phase (shared,
+        then specialise). An epoch is one pass, except on tables of more than
+        65,536 training rows: there an epoch is 65,536 rows of training, so
+        that early stopping checks the validation loss as often on a million
+        rows as on the largest tables that fit in one such epoch, and
+        ``n_iter_no_change``, ``checkpoint_every``, ``n_iter_``,
+        ``best_epoch_`` and ``history_`` count these epochs;
+        ``max_epochs`` still bounds whole passes.
     weight_decay : float, default=1e-4
         Decoupled (AdamW) weight decay.
     early_stopping : bool or "auto", default="auto"
@@ -75,10 +82,14 @@ COMMON_PARAMS_DOC = """
         keep the weights of the best validation epoch; with Voronoi routing
         each expert stops on its own cell. ``"auto"`` enables it from 1,000
         distinct training rows or when ``X_val`` is passed to ``fit``.
-    validation_fraction : float, default=0.1
-        Share of the training rows held out for early stopping.
+    validation_fraction : float or "auto", default="auto"
+        Share of the training rows held out for early stopping. ``"auto"``
+        holds out 10% of them, at most 32,768 rows (from 327,680 rows on),
+        so that large tables train on more of their rows and an epoch does
+        not spend a third of its time on validation.
     n_iter_no_change : int, default=20
-        Epochs without improvement before a phase (or an expert) stops.
+        Epochs without improvement before a phase (or an expert) stops (on
+        large tables, epochs of 65,536 rows; see ``max_epochs``).
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` goes on from the fitted
         model instead of starting over: if ``n_experts`` was raised, the
@@ -155,7 +166,8 @@ COMMON_ATTRS_DOC = """
     validation_scores_ : list of float
         Negative validation loss at each epoch (NaN without validation data).
     n_iter_ : int
-        Number of epochs run, across both phases.
+        Number of epochs run, across both phases (on tables of more than
+        65,536 training rows, epochs of 65,536 rows; see ``max_epochs``).
     best_epoch_ : ndarray of shape (n_experts,)
         Epoch (index into ``loss_curve_``) whose weights each expert kept.
     expert_usage_ : ndarray of shape (n_experts,)

@@ -28,16 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from sklearn.exceptions import ConvergenceWarning
+from torch import nn
 
 from .device import CHUNK_ROWS
 from .experts import ExpertBank, MemberLoss
 from .parallel import n_workers as parallel_workers
 from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
+from .schedule import EPOCH_ROWS, BatchStream, epoch_budget, scheduled_lr
 from .specialise import CellRows, ExpertJob, ExpertResult, expert_groups, train_experts
-from .schedule import scheduled_lr
 from .stopping import EarlyStopping
 
 # Per-row loss: (predictions (n, o), targets) -> (n,)
@@ -314,10 +314,12 @@ class Trainer:
             if val is not None:
                 stopper.update(np.array([self._global_loss(phase.eval_forward, val)]), best_epoch)
                 best_state = copy.deepcopy(module.state_dict())
+        stream, per_epoch, n_epochs = self._batches(train)
         try:
-            for epoch_in_phase in range(config.max_epochs):
+            for epoch_in_phase in range(n_epochs):
                 start = time.perf_counter()
-                train_loss = self._global_epoch(phase, optimizer, train, epoch_in_phase)
+                batches = stream.take(per_epoch)
+                train_loss = self._global_epoch(phase, optimizer, train, batches, (epoch_in_phase, n_epochs))
                 if not math.isfinite(train_loss):
                     best_state = self._diverged(phase.name, best_state or last_good)
                     break
@@ -342,20 +344,32 @@ class Trainer:
             module.load_state_dict(best_state)
         return best_epoch
 
-    def _global_epoch(self, phase: _Phase, optimizer, train: Split, epoch: int = 0) -> float:
-        """One pass of shuffled minibatches over all rows (epoch ``epoch`` of the
-        phase, for the learning-rate schedule); returns the mean loss."""
+    def _batches(self, train: Split) -> tuple[BatchStream, int, int]:
+        """A phase's minibatches: the stream, steps per epoch, and the epoch budget."""
+        n, size = len(train), self.config.batch_size
+        device = train.X.device
+        stream = BatchStream(
+            lambda: torch.randperm(n, generator=self.generator).to(device).split(size)
+        )
+        per_pass = -(-n // size)
+        per_epoch = -(-min(n, EPOCH_ROWS) // size)
+        return stream, per_epoch, epoch_budget(self.config.max_epochs, per_pass, per_epoch)
+
+    def _global_epoch(
+        self, phase: _Phase, optimizer, train: Split, batches: list[torch.Tensor], progress: tuple[int, int]
+    ) -> float:
+        """One epoch of ``batches`` (epoch ``progress[0]`` of ``progress[1]``
+        in the phase, for the learning-rate schedule); returns the mean loss."""
         config = self.config
-        perm = torch.randperm(len(train), generator=self.generator).to(train.X.device)
-        batches = perm.split(config.batch_size)
+        epoch, n_epochs = progress
         # Summed on the device, in float64 as Python floats would (the same
         # numbers): no host synchronisation inside the epoch on a GPU.
         total = torch.zeros((), dtype=torch.float64, device=train.X.device)
         weight = torch.zeros((), dtype=torch.float64, device=train.X.device)
         for step, batch in enumerate(_progress(batches, config.verbose, phase.name)):
-            progress = (epoch + step / len(batches)) / config.max_epochs
+            lr = scheduled_lr(config.learning_rate, config.lr_schedule, (epoch + step / len(batches)) / n_epochs)
             for group in optimizer.param_groups:
-                group["lr"] = scheduled_lr(config.learning_rate, config.lr_schedule, progress)
+                group["lr"] = lr
             x, y, w = train.X[batch], train.y[batch], train.w[batch]
             out, experts = phase.train_forward(x)
             loss = _weighted_mean(self.member_loss(out, y), w)
@@ -427,7 +441,10 @@ class Trainer:
             val_cells = _cells(router(val.X)[0][:, 0], n_experts) if val is not None else None
         # Every expert sees its whole cell once per epoch in the same number of
         # steps, on average ``batch_size`` rows per expert and step.
-        n_steps = max(1, round(len(train) / (n_experts * self.config.batch_size)))
+        rows_per_step = n_experts * self.config.batch_size
+        n_steps = max(1, round(len(train) / rows_per_step))
+        # On large tables an epoch is EPOCH_ROWS rows of that stream (see .schedule).
+        epoch_steps = max(1, round(min(len(train), EPOCH_ROWS) / rows_per_step))
         seeds = torch.randint(0, 2**62, (n_experts,), generator=self.generator).numpy()
         sizes = np.array([len(c) for c in cells])
         # In one process a single job trains all experts in lockstep; across
@@ -436,7 +453,7 @@ class Trainer:
         train_host = _host(train)
         val_host = _host(val) if val is not None else None
         jobs = (
-            self._expert_job(bank, g, train_host, cells, val_host, val_cells, seeds, n_steps)
+            self._expert_job(bank, g, train_host, cells, val_host, val_cells, seeds, (n_steps, epoch_steps))
             for g in groups
         )
         return jobs, len(groups), sizes
@@ -492,8 +509,10 @@ class Trainer:
             ConvergenceWarning,
         )
 
-    def _expert_job(self, bank, group, train, cells, val, val_cells, seeds, n_steps) -> ExpertJob:
-        """The job of the experts in ``group``: their weights and their cells' rows."""
+    def _expert_job(self, bank, group, train, cells, val, val_cells, seeds, steps) -> ExpertJob:
+        """The job of the experts in ``group``: their weights and their cells' rows.
+
+        ``steps``: optimizer steps per pass over the cells, and per epoch."""
         return ExpertJob(
             experts=group,
             states=[[p.cpu().numpy() for p in bank.expert_state(int(e))] for e in group],
@@ -502,7 +521,8 @@ class Trainer:
             train=_cell_rows(train, cells, group),
             val=_cell_rows(val, val_cells, group) if val is not None else None,
             seeds=seeds[group],
-            n_steps=n_steps,
+            n_steps=steps[0],
+            epoch_steps=steps[1],
             loss_fn=self.loss_fn,
             learning_rate=self.config.learning_rate,
             weight_decay=self.config.weight_decay,
