@@ -13,6 +13,12 @@ is computed apart from every other expert's), its own early stopping and its
 own divergence handling. How experts are grouped into jobs therefore changes
 no weight: one job with all experts and one job per expert give the same
 model, bit for bit on the CPU.
+
+A job's experts train in lockstep: each step takes one minibatch of every
+active expert. On the CPU that step is a loop over the experts; on an
+accelerator it is one batched program over all of them (:mod:`.batched`),
+the same training up to float rounding, in a handful of kernels a step
+instead of a few dozen per expert.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batched import StackedAdamW, padded_batches, stack_states, stacked_members
 from .device import CHUNK_ROWS, resolve_device
 from .experts import MemberLoss, mlp_forward, mlp_members, split_state
-from .schedule import scheduled_lr
+from .schedule import BatchStream, epoch_budget, scheduled_lr
 from .stopping import EarlyStopping
 
 
@@ -57,7 +64,7 @@ class ExpertJob:
     train: CellRows
     val: CellRows | None
     seeds: np.ndarray  # (n_group,) one shuffling seed per expert
-    n_steps: int  # optimizer steps per epoch, the same for every expert
+    n_steps: int  # optimizer steps per pass over its cell, the same for every expert
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per row, on predictions (n, o)
     learning_rate: float
     weight_decay: float
@@ -66,7 +73,9 @@ class ExpertJob:
     tol: float
     device: str  # the estimator's device setting, resolved where the job runs
     autocast: bool
-    lr_schedule: str = "constant"  # see training.scheduled_lr
+    lr_schedule: str = "constant"  # see schedule.scheduled_lr
+    epoch_steps: int | None = None  # steps per epoch (see .schedule); None: a pass
+    batched: bool | None = None  # all experts in one program (.batched); None: on accelerators
 
 
 @dataclass
@@ -128,11 +137,22 @@ class _Run:
         self.y = torch.from_numpy(job.train.y).to(**to)
         self.w = torch.from_numpy(job.train.w).to(**to)
         self.rows = _ranges(job.train.counts, self.device)
-        self.params = [
-            [torch.tensor(a, device=self.device, requires_grad=True) for a in state]
-            for state in job.states
-        ]
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in job.seeds]
+        # One program for all experts on accelerators (see .batched); on the
+        # CPU a loop over the experts is as fast and keeps earlier fits' bits.
+        self.batched = job.batched if job.batched is not None else self.device.type != "cpu"
+        if self.batched:
+            self.stacks = stack_states([[torch.tensor(a, device=self.device) for a in s] for s in job.states])
+            with torch.no_grad():  # views of the stacks, for evaluation and snapshots
+                self.params = [[p[e] for p in self.stacks] for e in range(n)]
+        else:
+            self.params = [
+                [torch.tensor(a, device=self.device, requires_grad=True) for a in state]
+                for state in job.states
+            ]
+        generators = [torch.Generator().manual_seed(int(s)) for s in job.seeds]
+        self.streams = [self._stream(rows, g) for rows, g in zip(self.rows, generators)]
+        self.epoch_steps = job.epoch_steps or job.n_steps
+        self.n_epochs = epoch_budget(job.max_epochs, job.n_steps, self.epoch_steps)
         self.member_loss = MemberLoss(job.loss_fn)
         self.train_weight = np.array([float(self.w[r].double().sum()) for r in self.rows])
         self.val = None
@@ -163,22 +183,25 @@ class _Run:
             self.stopping.update(start, 0)
             # Without validation rows an expert cannot be checked: it keeps its start.
             self.stopping.active &= np.isfinite(start)
-        self.optimizer = torch.optim.AdamW(
-            [p for params in self.params for p in params],
-            lr=job.learning_rate,
-            weight_decay=job.weight_decay,
-            foreach=True,
-        )
+        if self.batched:
+            self.optimizer = StackedAdamW(self.stacks, lr=job.learning_rate, weight_decay=job.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(
+                [p for params in self.params for p in params],
+                lr=job.learning_rate,
+                weight_decay=job.weight_decay,
+                foreach=True,
+            )
 
     # -- training -------------------------------------------------------------
     def train(self, on_epoch) -> None:
         job = self.job
         active = self.stopping.active  # updated in place
-        for epoch in range(1, job.max_epochs + 1):
+        for epoch in range(1, self.n_epochs + 1):
             if not active.any():
                 break
             start = time.perf_counter()
-            sums = self._epoch(epoch - 1)
+            sums = self._epoch_batched(epoch - 1) if self.batched else self._epoch(epoch - 1)
             self.train_sums.append(sums)
             for e in np.flatnonzero(active & ~np.isfinite(sums)):
                 self._load(e, self.snapshots[e])  # diverged: back to its fall-back
@@ -195,13 +218,10 @@ class _Run:
         """Epoch ``epoch`` (from 0) of every active expert; its weighted training-loss sums."""
         job = self.job
         active = np.flatnonzero(self.stopping.active)
-        batches = {
-            e: self.rows[e][torch.randperm(len(self.rows[e]), generator=self.generators[e]).to(self.device)]
-            .tensor_split(job.n_steps)
-            for e in active
-        }
+        n_steps = self.epoch_steps
+        batches = {e: self.streams[e].take(n_steps) for e in active}
         sums: dict[int, list[torch.Tensor]] = {e: [] for e in active}
-        for step in range(job.n_steps):
+        for step in range(n_steps):
             terms = []
             for e in active:
                 i = batches[e][step]
@@ -214,7 +234,7 @@ class _Run:
                 sums[e].append((row_loss.detach().double() * w).sum())
             if not terms:
                 continue
-            lr = scheduled_lr(job.learning_rate, job.lr_schedule, (epoch + step / job.n_steps) / job.max_epochs)
+            lr = scheduled_lr(job.learning_rate, job.lr_schedule, (epoch + step / n_steps) / self.n_epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
@@ -223,6 +243,44 @@ class _Run:
         out = np.full(len(job.experts), np.nan)
         for e in active:
             out[e] = float(torch.stack(sums[e]).sum()) if sums[e] else 0.0
+        return out
+
+    def _epoch_batched(self, epoch: int) -> np.ndarray:
+        """:meth:`_epoch` as one batched program over the experts (see .batched)."""
+        job, n_steps = self.job, self.epoch_steps
+        active = np.flatnonzero(self.stopping.active)
+        batches = {e: self.streams[e].take(n_steps) for e in active}
+        sums = torch.zeros(len(job.experts), dtype=torch.float64, device=self.device)
+        n = len(job.experts)
+        weights, biases, slopes, adapter = split_state(self.stacks, job.n_layers, job.prelu)
+        for step in range(n_steps):
+            live = [e for e in active if len(batches[e][step])]
+            if not live:
+                continue
+            rows, real = padded_batches([batches[e][step] for e in live])
+            index = torch.tensor(live).to(self.device, non_blocking=True)  # no wait for the device
+            # All experts in most steps: the stacks themselves, no copy.
+            part = None if len(live) == n else index
+            out = stacked_members(
+                self.X[rows], _rows_of(weights, part), _rows_of(biases, part), _rows_of(slopes, part),
+                job.prelu, _rows_of([adapter], part)[0] if adapter is not None else None,
+            )  # (live, B, k, o)
+            n_live, n_rows, k, o = out.shape
+            y = self.y[rows].flatten(0, 1)
+            row_loss = self.member_loss(out.reshape(n_live * n_rows, k, o), y).view(n_live, n_rows)
+            w = self.w[rows] * real
+            # Each expert's mean loss; summed, each gets its own gradient.
+            (((row_loss * w).sum(1) / w.sum(1).clamp_min(1e-12)).sum()).backward()
+            sums.index_add_(0, index, (row_loss.detach().double() * w).sum(1))
+            update = torch.zeros(n, dtype=torch.bool)
+            update[live] = True
+            self.optimizer.lr = scheduled_lr(
+                job.learning_rate, job.lr_schedule, (epoch + step / n_steps) / self.n_epochs
+            )
+            self.optimizer.step(update.to(self.device, non_blocking=True))
+            self.optimizer.zero_grad()
+        out = np.full(n, np.nan)
+        out[active] = sums.cpu().numpy()[active]
         return out
 
     def _stop_or_keep(self, epoch: int, losses: np.ndarray) -> None:
@@ -246,6 +304,15 @@ class _Run:
             self.snapshots[e] = self._state(e)
 
     # -- helpers --------------------------------------------------------------
+    def _stream(self, rows: torch.Tensor, generator: torch.Generator) -> BatchStream:
+        """An expert's minibatches: each pass its cell shuffled, in ``n_steps`` pieces."""
+
+        def new_pass() -> tuple[torch.Tensor, ...]:
+            order = torch.randperm(len(rows), generator=generator).to(self.device)
+            return rows[order].tensor_split(self.job.n_steps)
+
+        return BatchStream(new_pass)
+
     def _forward(self, e: int, x: torch.Tensor, members: bool = False) -> torch.Tensor:
         """Expert ``e`` on ``x``: its prediction ``(n, o)``, or every member's ``(n, k, o)``."""
         weights, biases, slopes, adapter = split_state(self.params[e], self.job.n_layers, self.job.prelu)
@@ -303,6 +370,11 @@ class _Run:
             seconds=np.array(self.seconds),
             interrupted=self.interrupted,
         )
+
+
+def _rows_of(stacks: list[torch.Tensor], index: torch.Tensor | None) -> list[torch.Tensor]:
+    """The experts ``index`` of each stack (all of them for None)."""
+    return stacks if index is None else [t[index] for t in stacks]
 
 
 def _ranges(counts, device) -> list[torch.Tensor]:
