@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
+from .experts import parametric_relu
+
 
 def stacked_members(
     x: torch.Tensor,
@@ -61,28 +63,7 @@ def stacked_members(
 
 def _activation(h: torch.Tensor, slope: torch.Tensor | None) -> torch.Tensor:
     """ReLU, or PReLU with each expert's slopes ``(E, width)`` on ``h`` ``(E, R, width)``."""
-    if slope is None:
-        return F.relu(h)
-    return _StackedPReLU.apply(h, slope.unsqueeze(1))
-
-
-class _StackedPReLU(torch.autograd.Function):
-    """PReLU of ``h`` ``(E, R, W)`` with slopes ``(E, 1, W)``, from fast
-    elementwise kernels both ways (``torch.where`` with a broadcast slope
-    and its backward took most of a CPU step)."""
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(h, slope)
-        return torch.addcmul(h.clamp_min(0), h.clamp_max(0), slope.to(h.dtype))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, slope = ctx.saved_tensors
-        passed = torch.ops.aten.threshold_backward(grad, h, 0)  # grad where h > 0, else 0
-        blocked = grad - passed  # grad where h <= 0, else 0
-        grad_h = torch.addcmul(passed, blocked, slope.to(grad.dtype)).to(h.dtype)
-        return grad_h, (blocked * h).sum(1, keepdim=True).to(slope.dtype)
+    return F.relu(h) if slope is None else parametric_relu(h, slope.unsqueeze(1))
 
 
 def padded_batches(batches: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

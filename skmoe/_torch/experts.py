@@ -352,26 +352,37 @@ def _hidden(h, weights, biases, slopes, prelu: bool, adapter) -> torch.Tensor:
         k, (n_in, width) = adapter.shape[0], weights[0].shape
         scaled = (adapter.T.unsqueeze(2) * weights[0].unsqueeze(1)).reshape(n_in, k * width)
         h = torch.addmm(biases[0].repeat(k), h, scaled).view(-1, width)  # (n * k, width)
-        h = _prelu(h, slopes[0]) if prelu else F.relu(h)
+        h = parametric_relu(h, slopes[0]) if prelu else F.relu(h)
         first = 1
     elif adapter is not None:  # linear members: the scaled inputs meet the heads
         h = (h.unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in)
     for layer in range(first, len(weights) - 1):
         h = torch.addmm(biases[layer], h, weights[layer])
-        h = _prelu(h, slopes[layer]) if prelu else F.relu(h)
+        h = parametric_relu(h, slopes[layer]) if prelu else F.relu(h)
     return h
 
 
-def _prelu(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
-    """``F.prelu``, with a faster backward when gradients are needed (same values)."""
+def parametric_relu(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """``F.prelu``, with a faster backward when gradients are needed (same values).
+
+    ``slope`` is ``(W,)`` for ``h`` ``(n, W)``, or ``(E, 1, W)`` (each
+    expert's slopes) for ``h`` ``(E, R, W)`` of a batched program.
+    """
     if torch.is_grad_enabled() and (h.requires_grad or slope.requires_grad):
         return _PReLU.apply(h, slope)
-    return F.prelu(h, slope)
+    return _prelu_values(h, slope)
+
+
+def _prelu_values(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    if slope.dim() == 1:
+        return F.prelu(h, slope)
+    # F.prelu takes one slope per channel of dim 1: per-expert slopes broadcast.
+    return torch.addcmul(h.clamp_min(0), h.clamp_max(0), slope.to(h.dtype))
 
 
 class _PReLU(torch.autograd.Function):
-    """PReLU of ``h`` ``(n, W)`` with slopes ``(W,)``: the forward of ``F.prelu``
-    and a backward built from fast elementwise kernels.
+    """PReLU of ``h`` with slopes broadcast to it (see :func:`parametric_relu`): the
+    forward of ``F.prelu`` and a backward built from fast elementwise kernels.
 
     On the CPU, torch's own PReLU backward took 30% of a training step
     (longer than the matrix products); this one gives the same input
@@ -382,7 +393,7 @@ class _PReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(h, slope)
-        return F.prelu(h, slope)
+        return _prelu_values(h, slope)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -390,7 +401,8 @@ class _PReLU(torch.autograd.Function):
         passed = torch.ops.aten.threshold_backward(grad, h, 0)  # grad where h > 0, else 0
         blocked = grad - passed  # grad where h <= 0, else 0
         grad_h = torch.addcmul(passed, slope, blocked).to(h.dtype)  # (under autocast h is bfloat16)
-        return grad_h, (blocked * h).sum(0).to(slope.dtype)
+        # Summed over the rows (and nothing else) down to the slopes' shape.
+        return grad_h, (blocked * h).sum_to_size(slope.shape).to(slope.dtype)
 
 
 def _heads(out_weight: torch.Tensor, adapter: torch.Tensor) -> tuple[int, int, torch.Tensor]:
