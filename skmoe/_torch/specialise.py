@@ -250,8 +250,8 @@ class _Run:
         job, n_steps = self.job, self.epoch_steps
         active = np.flatnonzero(self.stopping.active)
         batches = {e: self.streams[e].take(n_steps) for e in active}
-        sums = torch.zeros(len(job.experts), dtype=torch.float64, device=self.device)
         n = len(job.experts)
+        sums = torch.zeros(n, dtype=torch.float64, device=self.device)
         weights, biases, slopes, adapter = split_state(self.stacks, job.n_layers, job.prelu)
         for step in range(n_steps):
             live = [e for e in active if len(batches[e][step])]
@@ -272,12 +272,10 @@ class _Run:
             # Each expert's mean loss; summed, each gets its own gradient.
             (((row_loss * w).sum(1) / w.sum(1).clamp_min(1e-12)).sum()).backward()
             sums.index_add_(0, index, (row_loss.detach().double() * w).sum(1))
-            update = torch.zeros(n, dtype=torch.bool)
-            update[live] = True
             self.optimizer.lr = scheduled_lr(
                 job.learning_rate, job.lr_schedule, (epoch + step / n_steps) / self.n_epochs
             )
-            self.optimizer.step(update.to(self.device, non_blocking=True))
+            self.optimizer.step(torch.zeros(n, dtype=torch.bool, device=self.device).index_fill_(0, index, True))
             self.optimizer.zero_grad()
         out = np.full(n, np.nan)
         out[active] = sums.cpu().numpy()[active]
