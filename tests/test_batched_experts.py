@@ -18,20 +18,6 @@ from skmoe._torch.batched import StackedAdamW, padded_batches
 from skmoe._torch.specialise import train_experts
 
 
-def _jobs(monkeypatch, model, X, y):
-    """The expert jobs of ``model.fit(X, y)``."""
-    jobs = []
-    real = training.train_experts
-
-    def capture(job, on_epoch=None):
-        jobs.append(job)
-        return real(job, on_epoch)
-
-    monkeypatch.setattr(training, "train_experts", capture)
-    model.fit(X, y)
-    return jobs
-
-
 def _assert_same_training(job):
     loop = train_experts(replace(job, batched=False))
     batched = train_experts(replace(job, batched=True))
@@ -59,24 +45,24 @@ FAST = dict(expert_width=16, max_epochs=6, random_state=0)
         dict(n_experts=4, early_stopping=False, expert_depth=1),  # stopping on training loss
     ],
 )
-def test_batched_regression_experts_equal_the_loop(params, monkeypatch):
+def test_batched_regression_experts_equal_the_loop(params, capture_expert_jobs):
     X, y = make_friedman1(n_samples=1200, random_state=0)
-    (job,) = _jobs(monkeypatch, MoERegressor(**{**FAST, **params}), X, y)
+    (job,) = capture_expert_jobs(MoERegressor(**{**FAST, **params}), X, y)
     _assert_same_training(job)
 
 
-def test_steps_without_rows_for_some_experts_leave_them_alone(monkeypatch):
+def test_steps_without_rows_for_some_experts_leave_them_alone(capture_expert_jobs):
     """With more steps a pass than some cells have rows, those experts sit
     out steps: neither their weights nor their step counts may move."""
     X, y = make_friedman1(n_samples=1200, random_state=0)
-    (job,) = _jobs(monkeypatch, MoERegressor(**FAST, n_experts=8), X, y)
+    (job,) = capture_expert_jobs(MoERegressor(**FAST, n_experts=8), X, y)
     assert job.train.counts.min() < 150 < job.train.counts.max()
     _assert_same_training(replace(job, n_steps=150, epoch_steps=150, max_epochs=2))
 
 
-def test_batched_classifier_experts_equal_the_loop(monkeypatch):
+def test_batched_classifier_experts_equal_the_loop(capture_expert_jobs):
     X, y = make_classification(n_samples=1200, n_classes=3, n_informative=5, random_state=0)
-    (job,) = _jobs(monkeypatch, MoEClassifier(**FAST, n_experts=3), X, y)
+    (job,) = capture_expert_jobs(MoEClassifier(**FAST, n_experts=3), X, y)
     _assert_same_training(job)
 
 

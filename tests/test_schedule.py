@@ -132,25 +132,21 @@ def test_early_stopping_keeps_the_best_short_epoch(data, short_epochs):
 # -- validation_fraction="auto": 10% of the rows, at most 32,768 ------------------
 
 
-def _validation_rows(monkeypatch, model, X, y) -> int:
+def _validation_rows(capture_expert_jobs, model, X, y) -> int:
     """Validation rows the expert jobs of ``model.fit(X, y)`` received."""
-    seen = []
-    real = training.train_experts
-    monkeypatch.setattr(training, "train_experts", lambda job, on_epoch=None: (seen.append(job), real(job, on_epoch))[1])
-    model.fit(X, y)
-    return int(sum(job.val.counts.sum() for job in seen))
+    return int(sum(job.val.counts.sum() for job in capture_expert_jobs(model, X, y)))
 
 
-def test_auto_validation_is_ten_percent_then_capped(data, monkeypatch):
+def test_auto_validation_is_ten_percent_then_capped(data, monkeypatch, capture_expert_jobs):
     import skmoe._estimators as front
 
     X, y = data
     params = dict(FAST, max_epochs=2)
     auto = MoERegressor(**params)
-    assert _validation_rows(monkeypatch, auto, X, y) == 150
+    assert _validation_rows(capture_expert_jobs, auto, X, y) == 150
     share = MoERegressor(**params, validation_fraction=0.1).fit(X, y)
     np.testing.assert_array_equal(auto.predict(X), share.predict(X))  # the same split below the cap
     monkeypatch.setattr(front, "_AUTO_VALIDATION_MAX_ROWS", 100)
-    assert _validation_rows(monkeypatch, MoERegressor(**params), X, y) == 100
+    assert _validation_rows(capture_expert_jobs, MoERegressor(**params), X, y) == 100
     # An explicit share is kept as it is.
-    assert _validation_rows(monkeypatch, MoERegressor(**params, validation_fraction=0.2), X, y) == 300
+    assert _validation_rows(capture_expert_jobs, MoERegressor(**params, validation_fraction=0.2), X, y) == 300
