@@ -6,8 +6,9 @@ nonlinear target with noise) is fitted with skmoe's defaults except
 the figures are the cost of an epoch, which is what grows with the table; how
 many epochs a fit needs depends on the table and is measured on the accuracy
 suite instead. "Epochs" here are passes over the rows (on more than 65,536
-rows a fit records an epoch every 65,536 rows; the figures stay per pass). Rows: 10,000, 100,000 and 1,000,000 at 20 columns; columns:
-10, 100 and 500 at 10,000 rows. It prints fit seconds, seconds per epoch and
+rows a fit records an epoch every 65,536 rows; the figures stay per pass).
+Rows: 10,000, 100,000 and 1,000,000 at 20 columns; columns: 10, 100 and 500
+at 10,000 rows. It prints fit seconds, seconds per epoch and
 rows per second per epoch, and draws both series on log-log axes
 (``--plot``).
 

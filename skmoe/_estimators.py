@@ -51,7 +51,6 @@ from .exceptions import ModelFileError
 # Early stopping "auto" turns on from this many training rows (or with X_val).
 _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
 
-
 # validation_fraction="auto" holds out 10% of the rows, at most this many: a
 # validation loss on 32,768 rows is precise enough to stop on, and on a
 # million rows evaluating 100,000 of them every epoch took a third of it.
