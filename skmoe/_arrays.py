@@ -21,6 +21,10 @@ class ArrayReader:
     def sub(self, prefix: str) -> "ArrayReader":
         return ArrayReader(self.arrays, self.prefix + prefix)
 
+    def has(self, key: str) -> bool:
+        """Whether the file holds the array ``prefix + key``."""
+        return self.prefix + key in self.arrays
+
     def get(self, key: str, kinds: str = "fiub", shape: tuple | None = None) -> np.ndarray:
         """The array ``prefix + key``, of a dtype kind in ``kinds`` (and ``shape``)."""
         name = self.prefix + key

@@ -37,6 +37,22 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarra
     return np.interp(q, cum, xs)
 
 
+def capped_weights(weights: np.ndarray, n_bins: int) -> np.ndarray:
+    """``weights`` with each capped at one bin's share of the capped total.
+
+    The cap ``c`` solves ``c = sum(min(weights, c)) / n_bins``; with no weight
+    above ``sum(weights) / n_bins`` the array itself is returned (the caller
+    tests identity). With at most ``n_bins`` values every weight ends equal.
+    """
+    order = np.sort(weights)[::-1]
+    rest = np.cumsum(order[::-1])[::-1]  # rest[k]: sum of all but the k largest
+    for k in range(min(len(order), n_bins)):
+        cap = rest[k] / (n_bins - k)
+        if order[k] <= cap:
+            return weights if k == 0 else np.minimum(weights, cap)
+    return np.ones_like(weights)
+
+
 class NumericEncoder:
     """Two views of every numeric column, and indicators of missing values.
 
@@ -98,7 +114,30 @@ class NumericEncoder:
         # Distinct rows: weighted rows arrive repeated (see expand_duplicates).
         n_distinct = len(np.unique(X, axis=0)) if self.n_bins else 0
         self.n_bins_ = min(self.n_bins, n_distinct // self.rows_per_bin)
+        self.edges_ = self._fit_edges(X, w)
         return self
+
+    def _fit_edges(self, X: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Bin edges ``(n_bins_ + 1, d)``: weighted quantiles, spread past heavy values.
+
+        A value that holds more than one bin's share of the rows (the zeros of
+        a zero-inflated amount, a sentinel such as 999) would take several
+        tied edges and leave the rest of the column two or three bins. Such a
+        column is binned on its distinct values with each value's weight
+        capped at one bin's share, so the heavy value still ends a bin and
+        every other bin falls among the remaining values. A column without a
+        heavy value keeps the plain quantile edges.
+        """
+        edges = self._quantile_edges().copy()
+        levels = np.linspace(0.0, 1.0, self.n_bins_ + 1)
+        for j in range(X.shape[1]) if self.n_bins_ else ():
+            present = ~np.isnan(X[:, j])
+            values, inverse = np.unique(X[present, j], return_inverse=True)
+            weights = np.bincount(inverse, weights=w[present], minlength=len(values))
+            capped = capped_weights(weights, self.n_bins_)
+            if capped is not weights:
+                edges[:, j] = weighted_quantiles(values, capped, levels)
+        return edges
 
     @property
     def _n_bins(self) -> int:
@@ -132,7 +171,10 @@ class NumericEncoder:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted arrays by attribute name (the bin count goes in the header)."""
-        return {attr: np.asarray(getattr(self, attr)) for attr in self._ARRAYS}
+        arrays = {attr: np.asarray(getattr(self, attr)) for attr in self._ARRAYS}
+        if getattr(self, "edges_", None) is not None:
+            arrays["edges_"] = self.edges_
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: ArrayReader, n_bins: int, n_columns: int) -> "NumericEncoder":
@@ -152,19 +194,28 @@ class NumericEncoder:
                 encoder.quantiles_ = arrays.get(attr, "f", shape)
         if not (np.diff(encoder.levels_) > 0).all() or encoder.levels_[0] != 0.0 or encoder.levels_[-1] != 1.0:
             raise ModelFileError(f"The array '{arrays.prefix}levels_' must rise from 0 to 1.")
-        q = encoder.quantiles_
-        if not (np.isfinite(q).all() and (np.diff(q, axis=0) >= 0).all()):
-            raise ModelFileError(
-                f"The array '{arrays.prefix}quantiles_' must be finite and sorted in each column."
-            )
+        # Files written before the heavy-value rule have no edges: they derive them.
+        shape = (n_bins + 1, n_columns)
+        encoder.edges_ = arrays.get("edges_", "f", shape) if arrays.has("edges_") else None
+        for attr in ("quantiles_", "edges_"):
+            q = getattr(encoder, attr)
+            if q is not None and not (np.isfinite(q).all() and (np.diff(q, axis=0) >= 0).all()):
+                raise ModelFileError(
+                    f"The array '{arrays.prefix}{attr}' must be finite and sorted in each column."
+                )
         return encoder
 
     def bin_edges(self) -> np.ndarray:
         """Edges of the piecewise-linear bins, ``(n_bins + 1, n_features)``.
 
-        They are read off the stored quantiles, so a saved model needs no
-        array of its own for them.
+        Models fitted before ``edges_`` existed read them off the stored
+        quantiles, as they were fitted.
         """
+        edges = getattr(self, "edges_", None)
+        return self._quantile_edges() if edges is None else edges
+
+    def _quantile_edges(self) -> np.ndarray:
+        """Edges at evenly spaced levels of the stored quantiles (cached)."""
         cached = getattr(self, "_edges_cache", None)
         if cached is not None and cached[0] is self.quantiles_ and len(cached[1]) == self._n_bins + 1:
             return cached[1]

@@ -310,6 +310,20 @@ def _tamper_quantiles(path):
     _rewrite(path, "arrays.npz", arrays)
 
 
+def _tamper_edges(path):
+    arrays = _arrays(path, "arrays.npz")
+    arrays["encoder/numeric/edges_"] = arrays["encoder/numeric/edges_"][::-1].copy()
+    _rewrite(path, "arrays.npz", arrays)
+
+
+def _tamper_bins_of_an_old_file(path, bins):
+    """A file from before ``edges_`` existed, with another bin count."""
+    arrays = _arrays(path, "arrays.npz")
+    del arrays["encoder/numeric/edges_"]
+    _rewrite(path, "arrays.npz", arrays)
+    _tamper_bins(path, bins)
+
+
 def _tamper_slots(path):
     arrays = _arrays(path, "arrays.npz")
     arrays["encoder/slots/0"] = arrays["encoder/slots/0"] + 50
@@ -365,7 +379,9 @@ TAMPERING = {
     "one-hot slots": (_tamper_slots, "slots of column"),
     "unsorted quantiles": (_tamper_quantiles, "finite and sorted"),
     "negative bins": (lambda path: _tamper_bins(path, -1), "numeric bins must be >= 0"),
-    "other bins": (lambda path: _tamper_bins(path, 3), "The experts take"),
+    "other bins": (lambda path: _tamper_bins(path, 3), r"edges_' has shape \(17, 4\), expected \(4, 4\)"),
+    "other bins, old file": (lambda path: _tamper_bins_of_an_old_file(path, 3), "The experts take"),
+    "unsorted edges": (_tamper_edges, "edges_' must be finite and sorted"),
     "unknown estimator": (_tamper_estimator, "Unknown estimator 'os.system'"),
     "unknown parameter": (_tamper_params, "header is incomplete or malformed"),
     "newer format": (_tamper_format, "Upgrade skmoe"),
@@ -396,6 +412,22 @@ def test_file_from_before_numeric_bins_loads_without_them(table, tmp_path):
     loaded = skmoe.load(path)
     assert loaded.numeric_bins == 0
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_file_from_before_stored_bin_edges_derives_them(table, tmp_path):
+    """A file without ``edges_`` (written before the heavy-value rule) bins as
+    it was fitted: on edges read off its stored quantiles."""
+    X, y = table
+    model = MoERegressor(**SMALL).fit(X, y)
+    path = model.save(tmp_path / "old")
+    arrays = _arrays(path, "arrays.npz")
+    del arrays["encoder/numeric/edges_"]
+    _rewrite(path, "arrays.npz", arrays)
+    numeric = skmoe.load(path).encoder_.numeric_
+    assert numeric.edges_ is None
+    np.testing.assert_array_equal(numeric.bin_edges(), model.encoder_.numeric_._quantile_edges())
+    fresh = skmoe.load(model.save(tmp_path / "new")).encoder_.numeric_
+    np.testing.assert_array_equal(fresh.bin_edges(), model.encoder_.numeric_.edges_)
 
 
 def test_not_a_model_folder(tmp_path):

@@ -248,6 +248,52 @@ def test_piecewise_linear_view_fills_quantile_bins():
     np.testing.assert_array_equal(fill[-2, 2], 0.0)
 
 
+def test_heavy_values_end_one_bin_and_leave_the_rest_to_the_other_values():
+    """A value holding more than one bin's share of the rows (zeros of an
+    amount, a sentinel) ends a bin instead of taking several tied edges; the
+    other values share the remaining bins. Columns without such a value keep
+    the plain quantile edges."""
+    from skmoe._preprocessing import NumericEncoder
+
+    rng = np.random.default_rng(0)
+    n, bins = 20_000, 16
+    amount = np.where(rng.random(n) < 0.9, 0.0, rng.lognormal(8.0, 1.0, n))
+    sentinel = np.where(rng.random(n) < 0.5, 999.0, rng.normal(50.0, 10.0, n))
+    X = np.c_[amount, sentinel, rng.normal(size=n)]
+    enc = NumericEncoder(bins).fit(X, np.ones(n))
+    edges, plain = enc.bin_edges(), enc._quantile_edges()
+    assert (np.diff(edges, axis=0) >= 0).all()
+    # The plain rule gives the amount's nonzero tenth two bins; now the
+    # zeros end the first bin and every other bin spans nonzero values.
+    assert (np.diff(plain[:, 0]) > 0).sum() == 2
+    assert edges[0, 0] == 0.0 and (np.diff(edges[:, 0]) > 0).all()
+    nonzero = amount[amount > 0]
+    assert edges[1, 0] <= nonzero.min() and edges[-1, 0] == nonzero.max()
+    inner = np.histogram(nonzero, bins=edges[1:, 0])[0]
+    assert inner.min() > 0.5 * inner.mean()  # quantile bins of the nonzero values
+    # The sentinel at the top ends the last bin; the normal part gets 15.
+    assert edges[-1, 1] == 999.0 and (np.diff(edges[:, 1]) > 0).all()
+    assert sentinel[sentinel < 999].max() <= edges[-2, 1] < 999.0  # the last bin holds 999 alone
+    np.testing.assert_array_equal(edges[:, 2], plain[:, 2])  # no heavy value
+    Z = enc.transform(X)
+    fill = Z[:, 6:].reshape(n, 3, bins)
+    # Rows at the heavy value fill no bin of the amount; others fill at least one.
+    assert (fill[amount == 0, 0] == 0).all() and (fill[amount > 0, 0, 0] == 1).all()
+
+
+def test_capped_weights_solve_the_cap():
+    from skmoe._preprocessing import capped_weights
+
+    weights = np.array([50.0, 10.0, 1.0, 1.0, 1.0, 1.0])
+    capped = capped_weights(weights, 4)
+    cap = capped.max()
+    np.testing.assert_allclose(cap, capped.sum() / 4)
+    np.testing.assert_array_equal(capped[2:], weights[2:])
+    plain = np.array([1.0, 2.0, 1.0, 2.0])
+    assert capped_weights(plain, 3) is plain  # no weight above a third
+    np.testing.assert_array_equal(capped_weights(np.array([5.0, 1.0]), 4), [1.0, 1.0])
+
+
 def test_numeric_bins_sets_the_input_width():
     df, y = make_table(400)
     narrow = MoERegressor(numeric_bins=0, n_experts=2, max_epochs=2, random_state=0).fit(df, y)
