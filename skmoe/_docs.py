@@ -62,6 +62,14 @@ COMMON_PARAMS_DOC = """
         epochs, so that a fixed budget of epochs ends on small steps; early
         stopping still keeps the best validation epoch (and may end a phase
         sooner).
+    weight_averaging : float, default=0.0
+        Time constant, in epochs, of an exponential moving average of the
+        weights: after every optimizer step the average moves
+        ``1 / (weight_averaging * steps per epoch)`` of the way towards the
+        trained weights, and validation, early stopping and the fitted model
+        use the average (in every phase and every expert). It smooths the
+        noise of the last minibatch steps without a fixed budget of epochs.
+        ``0`` keeps the trained weights themselves.
     batch_size : int or "auto", default="auto"
         Rows per minibatch (per expert during specialisation). ``"auto"`` is
         a power of two near ``n_samples / 16`` between 32 and 256, so that

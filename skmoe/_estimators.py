@@ -82,6 +82,7 @@ class _BaseMoE(BaseEstimator):
         "top_k": [Interval(Integral, 1, 2, closed="both")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [StrOptions({"constant", "cosine"})],
+        "weight_averaging": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -114,6 +115,7 @@ class _BaseMoE(BaseEstimator):
         numeric_bins: int = 16,
         learning_rate: float = 1e-3,
         lr_schedule: str = "constant",
+        weight_averaging: float = 0.0,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
         weight_decay: float = 1e-4,
@@ -142,6 +144,7 @@ class _BaseMoE(BaseEstimator):
         self.top_k = top_k
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule
+        self.weight_averaging = weight_averaging
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.weight_decay = weight_decay
@@ -336,6 +339,7 @@ class _BaseMoE(BaseEstimator):
             device=self.device,
             autocast=self.autocast,
             lr_schedule=self.lr_schedule,
+            average_epochs=self.weight_averaging,
         )
         checkpoint = {}
         if self.checkpoint_dir is not None:
@@ -893,6 +897,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         numeric_bins: int = 16,
         learning_rate: float = 1e-3,
         lr_schedule: str = "constant",
+        weight_averaging: float = 0.0,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
         weight_decay: float = 1e-4,
@@ -923,6 +928,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             numeric_bins=numeric_bins,
             learning_rate=learning_rate,
             lr_schedule=lr_schedule,
+            weight_averaging=weight_averaging,
             batch_size=batch_size,
             max_epochs=max_epochs,
             weight_decay=weight_decay,

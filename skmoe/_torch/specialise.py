@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .averaging import average_rate
 from .batched import StackedAdamW, padded_batches, stack_states, stacked_members
 from .device import CHUNK_ROWS, resolve_device
 from .experts import MemberLoss, mlp_forward, mlp_members, split_state
@@ -76,6 +77,7 @@ class ExpertJob:
     lr_schedule: str = "constant"  # see schedule.scheduled_lr
     epoch_steps: int | None = None  # steps per epoch (see .schedule); None: a pass
     batched: bool | None = None  # all experts in one program (.batched); None: on accelerators
+    average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
 
 
 @dataclass
@@ -154,6 +156,14 @@ class _Run:
         self.epoch_steps = job.epoch_steps or job.n_steps
         self.n_epochs = epoch_budget(job.max_epochs, job.n_steps, self.epoch_steps)
         self.member_loss = MemberLoss(job.loss_fn)
+        # The weight average (see .averaging) that validation and the result use.
+        self.rate = average_rate(job.average_epochs, self.epoch_steps)
+        with torch.no_grad():
+            if self.rate and self.batched:
+                self.average_stacks = [p.detach().clone() for p in self.stacks]
+                self.averages = [[a[e] for a in self.average_stacks] for e in range(n)]
+            elif self.rate:
+                self.averages = [[p.detach().clone() for p in params] for params in self.params]
         self.train_weight = np.array([float(self.w[r].double().sum()) for r in self.rows])
         self.val = None
         self.val_weight = np.zeros(n)
@@ -222,11 +232,12 @@ class _Run:
         batches = {e: self.streams[e].take(n_steps) for e in active}
         sums: dict[int, list[torch.Tensor]] = {e: [] for e in active}
         for step in range(n_steps):
-            terms = []
+            terms, stepped = [], []
             for e in active:
                 i = batches[e][step]
                 if len(i) == 0:
                     continue
+                stepped.append(e)
                 row_loss = self.member_loss(self._forward(e, self.X[i], members=True), self.y[i])
                 w = self.w[i]
                 # Each expert's mean loss; summed, each gets its own gradient.
@@ -240,6 +251,13 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             torch.stack(terms).sum().backward()
             self.optimizer.step()
+            if self.rate:
+                with torch.no_grad():
+                    torch._foreach_lerp_(
+                        [a for e in stepped for a in self.averages[e]],
+                        [p.detach() for e in stepped for p in self.params[e]],
+                        self.rate,
+                    )
         out = np.full(len(job.experts), np.nan)
         for e in active:
             out[e] = float(torch.stack(sums[e]).sum()) if sums[e] else 0.0
@@ -277,6 +295,8 @@ class _Run:
             )
             self.optimizer.step(torch.zeros(n, dtype=torch.bool, device=self.device).index_fill_(0, index, True))
             self.optimizer.zero_grad()
+            if self.rate:
+                self._average_rows(part)
         out = np.full(n, np.nan)
         out[active] = sums.cpu().numpy()[active]
         return out
@@ -311,9 +331,22 @@ class _Run:
 
         return BatchStream(new_pass)
 
-    def _forward(self, e: int, x: torch.Tensor, members: bool = False) -> torch.Tensor:
-        """Expert ``e`` on ``x``: its prediction ``(n, o)``, or every member's ``(n, k, o)``."""
-        weights, biases, slopes, adapter = split_state(self.params[e], self.job.n_layers, self.job.prelu)
+    @torch.no_grad()
+    def _average_rows(self, index: torch.Tensor | None) -> None:
+        """Move the averages of the experts in ``index`` (None: all) towards their weights."""
+        for a, p in zip(self.average_stacks, self.stacks):
+            if index is None:
+                a.lerp_(p, self.rate)
+            else:
+                a.index_copy_(0, index, a.index_select(0, index).lerp_(p.index_select(0, index), self.rate))
+
+    def _forward(
+        self, e: int, x: torch.Tensor, members: bool = False, params: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Expert ``e`` on ``x`` with its weights (or ``params``): its
+        prediction ``(n, o)``, or every member's ``(n, k, o)``."""
+        params = self.params[e] if params is None else params
+        weights, biases, slopes, adapter = split_state(params, self.job.n_layers, self.job.prelu)
         forward = mlp_members if members else mlp_forward
         return forward(x, weights, biases, slopes, self.job.prelu, adapter)
 
@@ -327,20 +360,25 @@ class _Run:
         for e, r in enumerate(rows):
             if len(r) == 0 or not (self.stopping.active[e] or len(self.val_losses) == 0):
                 continue
+            kept = self.averages[e] if self.rate else None
             total = sum(
-                float((self.job.loss_fn(self._forward(e, X[i]), y[i]).double() * w[i]).sum())
+                float((self.job.loss_fn(self._forward(e, X[i], params=kept), y[i]).double() * w[i]).sum())
                 for i in r.split(CHUNK_ROWS)
             )
             out[e] = total / max(float(w[r].double().sum()), 1e-12)
         return out
 
     def _state(self, e: int) -> list[torch.Tensor]:
-        return [p.detach().clone() for p in self.params[e]]
+        """What expert ``e`` would keep now: its weights, or their average."""
+        return [p.detach().clone() for p in (self.averages[e] if self.rate else self.params[e])]
 
     @torch.no_grad()
     def _load(self, e: int, state: list[torch.Tensor]) -> None:
         for p, value in zip(self.params[e], state):
             p.copy_(value)
+        if self.rate:  # a fall-back restarts the average there too
+            for a, value in zip(self.averages[e], state):
+                a.copy_(value)
 
     def partial(self) -> ExpertResult:
         """The result so far, with each expert's fall-back weights (for checkpoints)."""
@@ -348,7 +386,7 @@ class _Run:
 
     def result(self) -> ExpertResult:
         """The final result: best weights with validation data, else the last finite ones."""
-        if self.val is not None or self.interrupted:
+        if self.val is not None or self.interrupted or self.rate:
             for e in range(len(self.job.experts)):
                 self._load(e, self.snapshots[e])
         return self._result([[p.detach().cpu().numpy().copy() for p in ps] for ps in self.params])

@@ -18,6 +18,7 @@ Training runs in two phases.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
+from .averaging import WeightAverage, average_rate
 from .device import CHUNK_ROWS
 from .experts import ExpertBank, MemberLoss
 from .parallel import n_workers as parallel_workers
@@ -61,6 +63,7 @@ class TrainConfig:
     device: str = "cpu"  # the device setting, resolved where an expert job runs
     autocast: bool = False
     lr_schedule: str = "constant"  # or "cosine": decay to zero over max_epochs of each phase
+    average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
 
 
 @dataclass
@@ -315,20 +318,27 @@ class Trainer:
                 stopper.update(np.array([self._global_loss(phase.eval_forward, val)]), best_epoch)
                 best_state = copy.deepcopy(module.state_dict())
         stream, per_epoch, n_epochs = self._batches(train)
+        average = None
+        if config.average_epochs > 0:
+            average = WeightAverage(list(module.parameters()), average_rate(config.average_epochs, per_epoch))
         try:
             for epoch_in_phase in range(n_epochs):
                 start = time.perf_counter()
                 batches = stream.take(per_epoch)
-                train_loss = self._global_epoch(phase, optimizer, train, batches, (epoch_in_phase, n_epochs))
+                train_loss = self._global_epoch(
+                    phase, optimizer, train, batches, (epoch_in_phase, n_epochs), average
+                )
                 if not math.isfinite(train_loss):
                     best_state = self._diverged(phase.name, best_state or last_good)
                     break
                 epoch = self._epoch()
-                if val is None:
-                    last_good, best_epoch = copy.deepcopy(module.state_dict()), epoch
-                val_loss = self._global_loss(phase.eval_forward, val) if val is not None else math.nan
-                if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
-                    best_state, best_epoch = copy.deepcopy(module.state_dict()), epoch
+                # Validation and the kept weights use the average, if any.
+                with average.swapped() if average is not None else contextlib.nullcontext():
+                    if val is None:
+                        last_good, best_epoch = copy.deepcopy(module.state_dict()), epoch
+                    val_loss = self._global_loss(phase.eval_forward, val) if val is not None else math.nan
+                    if val is not None and stopper.update(np.array([val_loss]), epoch)[0]:
+                        best_state, best_epoch = copy.deepcopy(module.state_dict()), epoch
                 best = best_state if best_state is not None else last_good
                 self._record(
                     phase.name, train_loss, val_loss, phase.load(), time.perf_counter() - start,
@@ -356,10 +366,12 @@ class Trainer:
         return stream, per_epoch, epoch_budget(self.config.max_epochs, per_pass, per_epoch)
 
     def _global_epoch(
-        self, phase: _Phase, optimizer, train: Split, batches: list[torch.Tensor], progress: tuple[int, int]
+        self, phase: _Phase, optimizer, train: Split, batches: list[torch.Tensor], progress: tuple[int, int],
+        average: WeightAverage | None = None,
     ) -> float:
         """One epoch of ``batches`` (epoch ``progress[0]`` of ``progress[1]``
-        in the phase, for the learning-rate schedule); returns the mean loss."""
+        in the phase, for the learning-rate schedule); returns the mean loss.
+        ``average``, if given, follows every step."""
         config = self.config
         epoch, n_epochs = progress
         # Summed on the device, in float64 as Python floats would (the same
@@ -376,6 +388,8 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update()
             if phase.router is not None:
                 phase.router.update_balance(experts)
             w_sum = w.sum().double()
@@ -532,6 +546,7 @@ class Trainer:
             device=self.config.device,
             autocast=self.config.autocast,
             lr_schedule=self.config.lr_schedule,
+            average_epochs=self.config.average_epochs,
         )
 
     # -- helpers --------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""Weight averaging: an exponential moving average of the parameters.
+
+Training updates the raw parameters; after every optimizer step the average
+moves a fraction ``rate`` of the way towards them. Validation, early stopping
+and the fitted model use the average, which smooths out the minibatch noise
+of the last steps much as a decaying learning rate would, without fixing a
+budget of epochs in advance.
+
+``rate`` is set from a time constant in epochs: ``1 / (epochs * steps per
+epoch)``, so the average spans about the same share of training on a small
+table as on a large one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+def average_rate(epochs: float, steps_per_epoch: int) -> float:
+    """The per-step rate of an average spanning about ``epochs`` epochs (0: none)."""
+    if epochs <= 0:
+        return 0.0
+    return min(1.0, 1.0 / (epochs * max(steps_per_epoch, 1)))
+
+
+class WeightAverage:
+    """The moving average of ``params`` (a list of leaf tensors), step by step."""
+
+    def __init__(self, params: Sequence[torch.Tensor], rate: float) -> None:
+        self.params = list(params)
+        self.rate = rate
+        with torch.no_grad():
+            self.averages = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the current parameters (after a step)."""
+        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], self.rate)
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Start the average again at the current parameters (after a fall-back)."""
+        for a, p in zip(self.averages, self.params):
+            a.copy_(p)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        """The averages in the parameters' place for the ``with`` block
+        (evaluation, snapshots); the raw parameters after it."""
+        self._swap()
+        try:
+            yield
+        finally:
+            self._swap()
+
+    @torch.no_grad()
+    def _swap(self) -> None:
+        for p, a in zip(self.params, self.averages):
+            raw = p.detach().clone()
+            p.copy_(a)
+            a.copy_(raw)
