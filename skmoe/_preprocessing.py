@@ -53,35 +53,6 @@ def capped_weights(weights: np.ndarray, n_bins: int) -> np.ndarray:
     return np.ones_like(weights)
 
 
-def heavy_value_edges(
-    values: np.ndarray, weights: np.ndarray, rows: np.ndarray, n_bins: int, rows_per_bin: int
-) -> np.ndarray:
-    """``n_bins + 1`` edges of a column with heavy values (sorted distinct
-    ``values``, their ``weights`` and row counts).
-
-    Each heavy value (more than one bin's share) counts as one bin, and the
-    other values get one bin per ``rows_per_bin`` of their rows, at most the
-    rest: the edges are the quantiles of the values with the heavy ones
-    capped at one bin's share (:func:`capped_weights`), snapped to values
-    that occur, so that no two bins cover the same gap between two values
-    (duplicate inputs would also weigh twice in the Voronoi distances). The
-    edges left over are parked at the minimum, as bins of no width that every
-    value fills: constant inputs.
-    """
-    n_heavy = int((capped_weights(weights, n_bins) < weights).sum())
-    light_rows = int(rows[weights <= weights.sum() / n_bins].sum())
-    n_used = max(1, min(n_bins, n_heavy + light_rows // rows_per_bin))
-    levels = np.linspace(0.0, 1.0, n_used + 1)
-    quantiles = weighted_quantiles(values, capped_weights(weights, n_used), levels)
-    if len(values) == 1:
-        return np.full(n_bins + 1, values[0])
-    # Each quantile snapped to the nearer of the two values around it.
-    upper = np.clip(np.searchsorted(values, quantiles), 1, len(values) - 1)
-    below, above = values[upper - 1], values[upper]
-    used = np.unique(np.where(quantiles - below <= above - quantiles, below, above))
-    return np.r_[np.full(n_bins + 1 - len(used), values[0]), used]
-
-
 class NumericEncoder:
     """Two views of every numeric column, and indicators of missing values.
 
@@ -93,9 +64,7 @@ class NumericEncoder:
       normal quantile function, which spreads skewed and heavy-tailed columns
       (incomes, counts) evenly.
     * Piecewise-linear view (``n_bins > 0``): the column's range is cut at
-      ``n_bins`` weighted quantile bins (a heavy value, more than one bin's
-      share of the rows, ends one bin and the others share the rest; see
-      ``_fit_edges``), and a value becomes ``n_bins``
+      ``n_bins`` weighted quantile bins, and a value becomes ``n_bins``
       numbers in [0, 1], how far it has filled each bin (Gorishniy et al.,
       "On Embeddings for Numerical Features in Tabular Deep Learning",
       NeurIPS 2022). A first layer on these can bend a column's effect at
@@ -154,16 +123,20 @@ class NumericEncoder:
         A value that holds more than one bin's share of the rows (the zeros of
         a zero-inflated amount, a sentinel such as 999) would take several
         tied edges and leave the rest of the column two or three bins. Such a
-        column gets :func:`heavy_value_edges` instead; a column without a
+        column is binned on its distinct values with each value's weight
+        capped at one bin's share, so the heavy value still ends a bin and
+        every other bin falls among the remaining values. A column without a
         heavy value keeps the plain quantile edges.
         """
         edges = self._quantile_edges().copy()
+        levels = np.linspace(0.0, 1.0, self.n_bins_ + 1)
         for j in range(X.shape[1]) if self.n_bins_ else ():
             present = ~np.isnan(X[:, j])
-            values, inverse, rows = np.unique(X[present, j], return_inverse=True, return_counts=True)
+            values, inverse = np.unique(X[present, j], return_inverse=True)
             weights = np.bincount(inverse, weights=w[present], minlength=len(values))
-            if len(values) and capped_weights(weights, self.n_bins_) is not weights:
-                edges[:, j] = heavy_value_edges(values, weights, rows, self.n_bins_, self.rows_per_bin)
+            capped = capped_weights(weights, self.n_bins_)
+            if capped is not weights:
+                edges[:, j] = weighted_quantiles(values, capped, levels)
         return edges
 
     @property
