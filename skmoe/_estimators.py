@@ -115,7 +115,7 @@ class _BaseMoE(BaseEstimator):
         numeric_bins: int = 16,
         learning_rate: float = 1e-3,
         lr_schedule: str = "constant",
-        weight_averaging: float = 0.0,
+        weight_averaging: float = 2.0,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
         weight_decay: float = 1e-4,
@@ -665,6 +665,8 @@ class _BaseMoE(BaseEstimator):
 
     def __setstate__(self, state):
         saved = state.pop("_skmoe_versions", None)
+        # Pickled before weight averaging existed: fitted without it.
+        state.setdefault("weight_averaging", 0.0)
         if saved is not None:
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
         super().__setstate__(_model_state.components_from_plain(state))
@@ -897,7 +899,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         numeric_bins: int = 16,
         learning_rate: float = 1e-3,
         lr_schedule: str = "constant",
-        weight_averaging: float = 0.0,
+        weight_averaging: float = 2.0,
         batch_size: int | str = "auto",
         max_epochs: int = 200,
         weight_decay: float = 1e-4,

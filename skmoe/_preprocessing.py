@@ -64,7 +64,9 @@ class NumericEncoder:
       normal quantile function, which spreads skewed and heavy-tailed columns
       (incomes, counts) evenly.
     * Piecewise-linear view (``n_bins > 0``): the column's range is cut at
-      ``n_bins`` weighted quantile bins, and a value becomes ``n_bins``
+      ``n_bins`` weighted quantile bins (a heavy value, more than one bin's
+      share of the rows, ends one bin and the others share the rest; see
+      ``_fit_edges``), and a value becomes ``n_bins``
       numbers in [0, 1], how far it has filled each bin (Gorishniy et al.,
       "On Embeddings for Numerical Features in Tabular Deep Learning",
       NeurIPS 2022). A first layer on these can bend a column's effect at

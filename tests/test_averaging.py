@@ -34,7 +34,7 @@ def test_a_full_rate_average_is_the_weights_themselves():
     """At rate 1 the average is the trained weights, exactly: the fit equals
     one without averaging, bit for bit (every phase reads the average)."""
     X, y = make_friedman1(n_samples=1200, random_state=0)
-    plain = MoERegressor(**FAST).fit(X, y)
+    plain = MoERegressor(**FAST, weight_averaging=0.0).fit(X, y)
     full = MoERegressor(**FAST, weight_averaging=1e-9).fit(X, y)
     np.testing.assert_array_equal(plain.predict(X), full.predict(X))
     np.testing.assert_array_equal(plain.best_epoch_, full.best_epoch_)
@@ -44,7 +44,7 @@ def test_an_average_that_never_moves_keeps_the_start(capture_expert_jobs):
     """With a time constant far beyond the fit, the kept weights are the
     ones training started from, although training moved the weights."""
     X, y = make_friedman1(n_samples=1200, random_state=0)
-    (job,) = capture_expert_jobs(MoERegressor(**FAST), X, y)
+    (job,) = capture_expert_jobs(MoERegressor(**FAST, weight_averaging=0.0), X, y)
     for batched in (False, True):
         frozen = train_experts(replace(job, average_epochs=1e12, batched=batched, n_iter_no_change=50))
         moved = train_experts(replace(job, batched=batched, n_iter_no_change=50, val=None))
@@ -76,6 +76,6 @@ def test_weight_averaging_fits_are_deterministic_and_validated():
     a = MoERegressor(**FAST, weight_averaging=1.0).fit(X, y)
     b = MoERegressor(**FAST, weight_averaging=1.0).fit(X, y)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
-    assert not np.array_equal(a.predict(X), MoERegressor(**FAST).fit(X, y).predict(X))
+    assert not np.array_equal(a.predict(X), MoERegressor(**FAST, weight_averaging=0.0).fit(X, y).predict(X))
     with pytest.raises(ValueError, match="weight_averaging"):
         MoERegressor(weight_averaging=-1.0).fit(X, y)

@@ -40,12 +40,6 @@ class WeightAverage:
         """Move the average towards the current parameters (after a step)."""
         torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], self.rate)
 
-    @torch.no_grad()
-    def reset(self) -> None:
-        """Start the average again at the current parameters (after a fall-back)."""
-        for a, p in zip(self.averages, self.params):
-            a.copy_(p)
-
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
         """The averages in the parameters' place for the ``with`` block

@@ -156,14 +156,7 @@ class _Run:
         self.epoch_steps = job.epoch_steps or job.n_steps
         self.n_epochs = epoch_budget(job.max_epochs, job.n_steps, self.epoch_steps)
         self.member_loss = MemberLoss(job.loss_fn)
-        # The weight average (see .averaging) that validation and the result use.
-        self.rate = average_rate(job.average_epochs, self.epoch_steps)
-        with torch.no_grad():
-            if self.rate and self.batched:
-                self.average_stacks = [p.detach().clone() for p in self.stacks]
-                self.averages = [[a[e] for a in self.average_stacks] for e in range(n)]
-            elif self.rate:
-                self.averages = [[p.detach().clone() for p in params] for params in self.params]
+        self._init_averages()
         self.train_weight = np.array([float(self.w[r].double().sum()) for r in self.rows])
         self.val = None
         self.val_weight = np.zeros(n)
@@ -202,6 +195,16 @@ class _Run:
                 weight_decay=job.weight_decay,
                 foreach=True,
             )
+
+    @torch.no_grad()
+    def _init_averages(self) -> None:
+        """The weight average (see .averaging) that validation and the result use."""
+        self.rate = average_rate(self.job.average_epochs, self.epoch_steps)
+        if self.rate and self.batched:
+            self.average_stacks = [p.detach().clone() for p in self.stacks]
+            self.averages = [[a[e] for a in self.average_stacks] for e in range(len(self.params))]
+        elif self.rate:
+            self.averages = [[p.detach().clone() for p in params] for params in self.params]
 
     # -- training -------------------------------------------------------------
     def train(self, on_epoch) -> None:
