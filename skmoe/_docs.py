@@ -71,8 +71,8 @@ COMMON_PARAMS_DOC = """
         trained weights, and validation, early stopping and the fitted model
         use the average (in every phase and every expert). It smooths the
         noise of the last minibatch steps without a fixed budget of epochs;
-        with it the accuracy suite's mean normalised score rose from 0.852 to
-        0.889 (``docs/benchmarks.md``). ``0`` keeps the trained weights
+        with it the accuracy suite's mean normalised score rose from 0.847 to
+        0.883 (``docs/benchmarks.md``). ``0`` keeps the trained weights
         themselves (models fitted before this parameter existed).
     batch_size : int or "auto", default="auto"
         Rows per minibatch (per expert during specialisation). ``"auto"`` is

@@ -8,7 +8,12 @@ budget of epochs in advance.
 
 ``rate`` is set from a time constant in epochs: ``1 / (epochs * steps per
 epoch)``, so the average spans about the same share of training on a small
-table as on a large one.
+table as on a large one. Training from a random start warms the average up:
+its rate starts near 1 and falls as ``9 / (10 + step)`` until it reaches
+``rate``, so that the random weights are forgotten within a few steps and a
+short fit (or one stopped early by a fault) keeps an average of its recent
+weights, not of its start. A warm start (an expert starting from the shared
+weights) needs no warm-up.
 """
 
 from __future__ import annotations
@@ -26,19 +31,30 @@ def average_rate(epochs: float, steps_per_epoch: int) -> float:
     return min(1.0, 1.0 / (epochs * max(steps_per_epoch, 1)))
 
 
+def warm_up_rate(step: int) -> float:
+    """The rate floor at ``step`` (from 0) of an average warming up: 0.9 at
+    first, an average over the last tenth or so of the steps later on."""
+    return 9.0 / (10.0 + step)
+
+
 class WeightAverage:
     """The moving average of ``params`` (a list of leaf tensors), step by step."""
 
-    def __init__(self, params: Sequence[torch.Tensor], rate: float) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], rate: float, warm_up: bool = False) -> None:
         self.params = list(params)
         self.rate = rate
+        self.steps = 0 if warm_up else None
         with torch.no_grad():
             self.averages = [p.detach().clone() for p in self.params]
 
     @torch.no_grad()
     def update(self) -> None:
         """Move the average towards the current parameters (after a step)."""
-        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], self.rate)
+        rate = self.rate
+        if self.steps is not None:
+            rate = max(rate, warm_up_rate(self.steps))
+            self.steps += 1
+        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], rate)
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:

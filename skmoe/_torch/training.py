@@ -320,7 +320,11 @@ class Trainer:
         stream, per_epoch, n_epochs = self._batches(train)
         average = None
         if config.average_epochs > 0:
-            average = WeightAverage(list(module.parameters()), average_rate(config.average_epochs, per_epoch))
+            # From a random start (no baseline weights) the average warms up.
+            average = WeightAverage(
+                list(module.parameters()), average_rate(config.average_epochs, per_epoch),
+                warm_up=phase.baseline_epoch is None,
+            )
         try:
             for epoch_in_phase in range(n_epochs):
                 start = time.perf_counter()
