@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import make_friedman1
 
 from skmoe import MoERegressor
-from skmoe._torch.averaging import WeightAverage, average_rate
+from skmoe._torch.averaging import WeightAverage, average_rate, warm_up_rate
 from skmoe._torch.specialise import train_experts
 
 FAST = dict(n_experts=3, expert_width=16, max_epochs=6, random_state=0)
@@ -28,6 +28,22 @@ def test_average_follows_each_step_and_swaps_in_for_evaluation():
         np.testing.assert_allclose(p.detach().numpy(), 2.75)
     np.testing.assert_allclose(p.detach().numpy(), 8.0)
     assert average_rate(0, 50) == 0.0 and average_rate(2, 50) == 0.01 and average_rate(1e-9, 50) == 1.0
+
+
+def test_an_average_from_a_random_start_warms_up():
+    """From a random start the rate is at least 9 / (10 + step): the start is
+    forgotten within a few steps, then the set rate takes over."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    average = WeightAverage([p], rate=0.01, warm_up=True)
+    with torch.no_grad():
+        p.fill_(1.0)
+    average.update()  # rate 0.9
+    np.testing.assert_allclose(average.averages[0].numpy(), 0.9, rtol=1e-6)
+    for _ in range(2000):
+        average.update()
+    assert average.steps == 2001 and warm_up_rate(2000) < 0.01  # the set rate by now
+    cold = WeightAverage([torch.nn.Parameter(torch.zeros(1))], rate=0.01)
+    assert cold.steps is None
 
 
 def test_a_full_rate_average_is_the_weights_themselves():
