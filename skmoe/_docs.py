@@ -41,7 +41,7 @@ COMMON_PARAMS_DOC = """
         their own one-hot slot (up to the 64 most frequent of a column, which
         is then also target-encoded); missing values are a level of their
         own; rare and unseen levels share an ``other`` slot.
-    numeric_bins : int, default=16
+    numeric_bins : int, default=32
         Each numeric column is given to the network in three views: robust
         scaled, quantile-normalised, and a piecewise-linear encoding over
         this many quantile bins (``numeric_bins`` numbers in [0, 1] per
@@ -54,7 +54,7 @@ COMMON_PARAMS_DOC = """
         handful of rows. A value holding more than one bin's share of the
         rows (zeros of a mostly-zero amount, a sentinel) ends one bin, and
         the other bins fall at quantiles of the remaining values.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=2e-3
         AdamW learning rate (the peak rate with ``lr_schedule="cosine"``).
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"constant"``: the same rate throughout, each phase (and each

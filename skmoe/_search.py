@@ -16,10 +16,12 @@ _SPACE = {
     # With ensemble experts 4 (the default) led on five tables, 8 on bank and
     # ames; with single-MLP experts 2 led on three small tables.
     "n_experts": ([4, 8], [1, 2, 4, 8, 16]),
-    # A higher rate helped california and bikeshare, hurt telco and loan_grade.
-    "learning_rate": ([1e-3, 3e-3], loguniform(3e-4, 1e-2)),
-    # The piecewise-linear view helped seven tables of nine, not ames or adult.
-    "numeric_bins": ([0, 16], [0, 8, 16, 32]),
+    # With averaged weights 2e-3 fits faster than 1e-3 at the same accuracy;
+    # 1e-3 (the earlier default) stays a candidate.
+    "learning_rate": ([1e-3, 2e-3], loguniform(3e-4, 1e-2)),
+    # 32 bins (with averaging) led on california and adult; 16 were the
+    # earlier default and led elsewhere before averaging.
+    "numeric_bins": ([16, 32], [0, 8, 16, 32]),
     # Narrower experts regularise small tables.
     "expert_width": ([128, 256], [64, 128, 256, 512]),
 }

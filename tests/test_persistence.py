@@ -379,7 +379,7 @@ TAMPERING = {
     "one-hot slots": (_tamper_slots, "slots of column"),
     "unsorted quantiles": (_tamper_quantiles, "finite and sorted"),
     "negative bins": (lambda path: _tamper_bins(path, -1), "numeric bins must be >= 0"),
-    "other bins": (lambda path: _tamper_bins(path, 3), r"edges_' has shape \(17, 4\), expected \(4, 4\)"),
+    "other bins": (lambda path: _tamper_bins(path, 3), r"edges_' has shape \(\d+, 4\), expected \(4, 4\)"),
     "other bins, old file": (lambda path: _tamper_bins_of_an_old_file(path, 3), "The experts take"),
     "unsorted edges": (_tamper_edges, "edges_' must be finite and sorted"),
     "unknown estimator": (_tamper_estimator, "Unknown estimator 'os.system'"),

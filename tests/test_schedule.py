@@ -37,7 +37,9 @@ def test_every_phase_follows_the_schedule(data, monkeypatch):
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", record)
-    model = MoERegressor(**FAST, lr_schedule="cosine", early_stopping=False, n_iter_no_change=100).fit(*data)
+    model = MoERegressor(
+        **FAST, learning_rate=1e-3, lr_schedule="cosine", early_stopping=False, n_iter_no_change=100
+    ).fit(*data)
     assert model.n_iter_ == 2 * FAST["max_epochs"]  # the whole budget in both phases
     seen = np.array(seen)
     restarts = np.flatnonzero(np.diff(seen) > 0) + 1  # the specialisation starts again at the peak

@@ -304,7 +304,7 @@ def test_numeric_bins_sets_the_input_width():
     # A small table gets at most one bin per 32 distinct rows.
     small = MoERegressor(n_experts=2, max_epochs=2, random_state=0).fit(df[:200], y[:200])
     assert small.encoder_.numeric_.n_bins_ == 200 // 32
-    assert small.get_params()["numeric_bins"] == 16
+    assert small.get_params()["numeric_bins"] == 32
     with pytest.raises(ValueError, match="numeric_bins"):
         MoERegressor(numeric_bins=-1).fit(df, y)
 
