@@ -344,7 +344,8 @@ def test_keyboard_interrupt_before_any_epoch_propagates(friedman):
 def test_parameter_counts_and_expert_usage(friedman, router, top_k):
     X, y = friedman
     model = MoERegressor(
-        n_experts=4, router=router, top_k=top_k, expert_depth=2, expert_width=16, expert_members=1, **{
+        n_experts=4, router=router, top_k=top_k, expert_depth=2, expert_width=16, expert_members=1,
+        numeric_bins=16, **{
             k: v for k, v in FAST.items() if k != "expert_width"
         }
     ).fit(X, y)
