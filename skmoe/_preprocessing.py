@@ -131,8 +131,10 @@ class NumericEncoder:
         heavy value keeps the plain quantile edges.
         """
         edges = self._quantile_edges().copy()
+        if not self.n_bins_:
+            return edges
         levels = np.linspace(0.0, 1.0, self.n_bins_ + 1)
-        for j in range(X.shape[1]) if self.n_bins_ else ():
+        for j in range(X.shape[1]):
             present = ~np.isnan(X[:, j])
             values, inverse = np.unique(X[present, j], return_inverse=True)
             weights = np.bincount(inverse, weights=w[present], minlength=len(values))

@@ -44,8 +44,10 @@ class WeightAverage:
         self.params = list(params)
         self.rate = rate
         self.steps = 0 if warm_up else None
-        with torch.no_grad():
-            self.averages = [p.detach().clone() for p in self.params]
+        # Views of the parameters' storage, made once: the optimizer's
+        # in-place steps show through them, so no step builds them anew.
+        self._sources = [p.detach() for p in self.params]
+        self.averages = [p.clone() for p in self._sources]
 
     @torch.no_grad()
     def update(self) -> None:
@@ -54,7 +56,7 @@ class WeightAverage:
         if self.steps is not None:
             rate = max(rate, warm_up_rate(self.steps))
             self.steps += 1
-        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], rate)
+        torch._foreach_lerp_(self.averages, self._sources, rate)
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:

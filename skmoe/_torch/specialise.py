@@ -255,10 +255,10 @@ class _Run:
             torch.stack(terms).sum().backward()
             self.optimizer.step()
             if self.rate:
-                with torch.no_grad():
+                with torch.no_grad():  # no graph: the parameters themselves, no detached copies
                     torch._foreach_lerp_(
                         [a for e in stepped for a in self.averages[e]],
-                        [p.detach() for e in stepped for p in self.params[e]],
+                        [p for e in stepped for p in self.params[e]],
                         self.rate,
                     )
         out = np.full(len(job.experts), np.nan)
