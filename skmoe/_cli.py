@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._inputs import import_pyarrow
 from ._loading import load
 from ._outputs import prediction_columns, proba_columns
 from ._persistence import read_header
@@ -143,14 +144,7 @@ def _format(path: Path) -> str:
 
 
 def _pyarrow():
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise ImportError(
-            'Parquet files need pyarrow: pip install "skmoe[parquet]" (or pip install pyarrow).'
-        ) from None
-    return pyarrow
+    return import_pyarrow("Parquet files need pyarrow")
 
 
 def _check_feature_columns(path: Path, fmt: str, names: list[str]) -> None:

@@ -32,7 +32,7 @@ def as_table(X):
         from_arrow = getattr(pd.DataFrame, "from_arrow", None)  # pandas >= 3
         if from_arrow is not None:
             return from_arrow(X)
-        return _pyarrow().table(X).to_pandas()
+        return import_pyarrow().table(X).to_pandas()
     return pd.api.interchange.from_dataframe(X)
 
 
@@ -41,14 +41,14 @@ def _is_foreign_table(X) -> bool:
     return (hasattr(X, "__arrow_c_stream__") or hasattr(X, "__dataframe__")) and hasattr(X, "columns")
 
 
-def _pyarrow():
+def import_pyarrow(why: str = "Reading an Arrow table with pandas older than 3.0 needs pyarrow"):
+    """``pyarrow``, with ``pyarrow.parquet`` loaded, or an ImportError that
+    starts with ``why`` and says how to install it (an optional extra)."""
     try:
         import pyarrow
+        import pyarrow.parquet  # noqa: F401  (the CLI reads Parquet through it)
     except ImportError:
-        raise ImportError(
-            "Reading an Arrow table with pandas older than 3.0 needs pyarrow: "
-            'pip install "skmoe[parquet]" (or pip install pyarrow).'
-        ) from None
+        raise ImportError(f'{why}: pip install "skmoe[parquet]" (or pip install pyarrow).') from None
     return pyarrow
 
 

@@ -39,6 +39,11 @@ def scheduled_lr(base: float, schedule: str, progress: float) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def step_lr(base: float, schedule: str, epoch: int, step: int, n_steps: int, n_epochs: int) -> float:
+    """The learning rate of minibatch ``step`` of ``n_steps`` in ``epoch`` of ``n_epochs``."""
+    return scheduled_lr(base, schedule, (epoch + step / n_steps) / n_epochs)
+
+
 class BatchStream:
     """Minibatches of row indices, pass after pass.
 

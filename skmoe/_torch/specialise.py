@@ -36,7 +36,7 @@ from .averaging import average_rate
 from .batched import StackedAdamW, padded_batches, stack_states, stacked_members
 from .device import CHUNK_ROWS, resolve_device
 from .experts import MemberLoss, mlp_forward, mlp_members, split_state
-from .schedule import BatchStream, epoch_budget, scheduled_lr
+from .schedule import BatchStream, epoch_budget, step_lr
 from .stopping import EarlyStopping
 
 
@@ -248,7 +248,7 @@ class _Run:
                 sums[e].append((row_loss.detach().double() * w).sum())
             if not terms:
                 continue
-            lr = scheduled_lr(job.learning_rate, job.lr_schedule, (epoch + step / n_steps) / self.n_epochs)
+            lr = step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, self.n_epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
@@ -293,9 +293,7 @@ class _Run:
             # Each expert's mean loss; summed, each gets its own gradient.
             (((row_loss * w).sum(1) / w.sum(1).clamp_min(1e-12)).sum()).backward()
             sums.index_add_(0, index, (row_loss.detach().double() * w).sum(1))
-            self.optimizer.lr = scheduled_lr(
-                job.learning_rate, job.lr_schedule, (epoch + step / n_steps) / self.n_epochs
-            )
+            self.optimizer.lr = step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, self.n_epochs)
             self.optimizer.step(torch.zeros(n, dtype=torch.bool, device=self.device).index_fill_(0, index, True))
             self.optimizer.zero_grad()
             if self.rate:

@@ -38,7 +38,7 @@ from .experts import ExpertBank, MemberLoss
 from .parallel import n_workers as parallel_workers
 from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
-from .schedule import EPOCH_ROWS, BatchStream, epoch_budget, scheduled_lr
+from .schedule import EPOCH_ROWS, BatchStream, epoch_budget, step_lr
 from .specialise import CellRows, ExpertJob, ExpertResult, expert_groups, train_experts
 from .stopping import EarlyStopping
 
@@ -383,7 +383,7 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64, device=train.X.device)
         weight = torch.zeros((), dtype=torch.float64, device=train.X.device)
         for step, batch in enumerate(_progress(batches, config.verbose, phase.name)):
-            lr = scheduled_lr(config.learning_rate, config.lr_schedule, (epoch + step / len(batches)) / n_epochs)
+            lr = step_lr(config.learning_rate, config.lr_schedule, epoch, step, len(batches), n_epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y, w = train.X[batch], train.y[batch], train.w[batch]
