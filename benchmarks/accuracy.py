@@ -36,6 +36,8 @@ Usage::
     # a candidate default, recorded as its own model, reported beside the others:
     python benchmarks/accuracy.py --models skmoe --skmoe-params '{"learning_rate": 0.003}' --label skmoe-lr3e-3
     python benchmarks/accuracy.py --report --models skmoe skmoe-lr3e-3 lightgbm hgb mlp
+    # each candidate minus a reference, table by table, on the seeds both ran:
+    python benchmarks/accuracy.py --report --paired skmoe --models skmoe-lr3e-3
     # pytabkit's models on a GPU (scores only; fit times there are not CPU times):
     python benchmarks/accuracy.py --models realmlp tabm --peer-device cuda
 """
@@ -302,6 +304,29 @@ def report(path: Path, models: list[str] | None = None) -> None:
         print(f"| {dataset} | " + " | ".join(f"{means[m]:.1f}" if m in means else "-" for m in models) + " |")
 
 
+def paired(path: Path, reference: str, models: list[str]) -> None:
+    """Each model's score minus ``reference``'s, table by table, over the seeds
+    both ran (so a stopped run still compares), with the mean fit-seconds
+    ratio on those seeds."""
+    frame = pd.DataFrame(read_results(path)).drop_duplicates(["dataset", "seed", "model"], keep="last")
+    wide = frame.pivot_table(index=["dataset", "seed"], columns="model", values=["score", "fit_seconds"])
+    print("| dataset | " + " | ".join(f"{m} - {reference} (seeds; fit ratio)" for m in models) + " |")
+    print("|---|" + "---|" * len(models))
+    for dataset in dict.fromkeys(frame.dataset):
+        cells = []
+        for m in models:
+            both = wide.loc[dataset][[("score", m), ("score", reference)]].dropna() if m in wide["score"] else []
+            if len(both) == 0:
+                cells.append("")
+                continue
+            rows = both.index
+            diff = (wide.loc[dataset].loc[rows, ("score", m)] - wide.loc[dataset].loc[rows, ("score", reference)]).mean()
+            ratio = (wide.loc[dataset].loc[rows, ("fit_seconds", m)].mean()
+                     / wide.loc[dataset].loc[rows, ("fit_seconds", reference)].mean())
+            cells.append(f"{diff:+.4f} ({len(rows)}; {ratio:.2f}x)")
+        print(f"| {dataset} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -316,6 +341,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--redo", action="store_true", help="refit results already on file")
     parser.add_argument("--report", action="store_true", help="only print the tables")
+    parser.add_argument("--paired", metavar="REFERENCE",
+                        help="with --report: each of --models minus REFERENCE, over the seeds both ran")
     parser.add_argument("--peer-device", default="cpu",
                         help="device for pytabkit's models (cuda: scores only; their fit "
                              "times are then marked and left out of the CPU comparison)")
@@ -329,6 +356,8 @@ def main() -> None:
         args.models = args.models or list(MODELS)
         run(args)
         report(args.results, [args.label if m == "skmoe" and args.label else m for m in args.models])
+    elif args.paired:
+        paired(args.results, args.paired, args.models or [])
     else:
         report(args.results, args.models)
 
