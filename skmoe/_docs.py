@@ -51,8 +51,7 @@ COMMON_PARAMS_DOC = """
         ``numeric_bins`` per numeric column. A table with fewer than
         ``32 * numeric_bins`` distinct training rows gets one bin per 32 rows
         (``encoder_.numeric_.n_bins_``), so that no bin is learned from a
-        handful of rows. A column with fewer distinct values than bins
-        gets one 0/1 step per value, not several identical ones. A value holding more than one bin's share of the
+        handful of rows. A value holding more than one bin's share of the
         rows (zeros of a mostly-zero amount, a sentinel) ends one bin, and
         the other bins fall at quantiles of the remaining values.
     learning_rate : float, default=2e-3

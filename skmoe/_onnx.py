@@ -170,7 +170,7 @@ def _ndtri(g: _Graph, p: str) -> str:
 
 
 def _piecewise_linear(g: _Graph, x: str, numeric) -> str:
-    """How far each value fills each kept bin, column-major blocks ``(n, n_kept)``."""
+    """How far each value fills each bin, column-major blocks ``(n, d * n_bins)``."""
     edges = numeric.bin_edges()  # (n_bins + 1, d)
     lo, hi = edges[:-1].T, edges[1:].T  # (d, n_bins)
     span = hi - lo
@@ -179,11 +179,7 @@ def _piecewise_linear(g: _Graph, x: str, numeric) -> str:
     step = g.op("Cast", g.op("GreaterOrEqual", x3, g.const(hi, np.float64)), to=11)
     fill = g.op("Where", g.const(span > 0, bool), ramp, step)
     fill = g.op("Clip", fill, g.const(0.0, np.float64), g.const(1.0, np.float64))
-    fill = g.op("Reshape", fill, g.const([0, -1], np.int64))
-    kept = numeric.kept_bins().T.ravel()  # column-major, as the blocks
-    if kept.all():
-        return fill
-    return g.op("Gather", fill, g.const(np.flatnonzero(kept), np.int64), axis=1)
+    return g.op("Reshape", fill, g.const([0, -1], np.int64))
 
 
 def _category_codes(g: _Graph, column: str, levels: np.ndarray) -> str:

@@ -53,20 +53,6 @@ def capped_weights(weights: np.ndarray, n_bins: int) -> np.ndarray:
     return np.ones_like(weights)
 
 
-def distinct_bins(edges: np.ndarray) -> np.ndarray:
-    """Which bins of ``edges`` ``(n_bins + 1, d)`` to encode: ``(n_bins, d)`` bool.
-
-    A bin of zero width is a 0/1 step at its value. Where several such bins
-    fall on one value (a column with fewer distinct values than bins), every
-    one of them is the same input: only the first is kept.
-    """
-    step = edges[1:] == edges[:-1]
-    repeated = np.zeros_like(step)
-    # The edges are sorted, so the steps on one value are adjacent bins.
-    repeated[1:] = step[1:] & step[:-1]
-    return ~repeated
-
-
 class NumericEncoder:
     """Two views of every numeric column, and indicators of missing values.
 
@@ -81,9 +67,7 @@ class NumericEncoder:
       ``n_bins`` weighted quantile bins (a heavy value, more than one bin's
       share of the rows, ends one bin and the others share the rest; see
       ``_fit_edges``), and a value becomes ``n_bins``
-      numbers in [0, 1], how far it has filled each bin (a bin of zero width
-      is a 0/1 step; of several steps on one value only the first is kept,
-      ``kept_``; see :func:`distinct_bins`) (Gorishniy et al.,
+      numbers in [0, 1], how far it has filled each bin (Gorishniy et al.,
       "On Embeddings for Numerical Features in Tabular Deep Learning",
       NeurIPS 2022). A first layer on these can bend a column's effect at
       every bin edge, which a plain MLP learns slowly.
@@ -133,7 +117,6 @@ class NumericEncoder:
         n_distinct = len(np.unique(X, axis=0)) if self.n_bins else 0
         self.n_bins_ = min(self.n_bins, n_distinct // self.rows_per_bin)
         self.edges_ = self._fit_edges(X, w)
-        self.kept_ = distinct_bins(self.edges_)
         return self
 
     def _fit_edges(self, X: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -165,16 +148,9 @@ class NumericEncoder:
         # Models fitted before the piecewise-linear view existed have none.
         return getattr(self, "n_bins_", 0)
 
-    def kept_bins(self) -> np.ndarray:
-        """Which bins are encoded, ``(n_bins, d)`` bool; models fitted before
-        repeated steps were dropped (no ``kept_``) encode every bin."""
-        kept = getattr(self, "kept_", None)
-        return np.ones((self._n_bins, len(self.center_)), bool) if kept is None else kept
-
     @property
     def n_outputs(self) -> int:
-        n_piecewise = int(self.kept_bins().sum())
-        return 2 * len(self.center_) + n_piecewise + int(self.has_missing_.sum())
+        return (2 + self._n_bins) * len(self.center_) + int(self.has_missing_.sum())
 
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The views of ``X`` ``(n, d)``, written into ``out`` ``(n, n_outputs)`` if given.
@@ -185,14 +161,14 @@ class NumericEncoder:
         n, d = X.shape
         if out is None:
             out = np.empty((n, self.n_outputs))
-        end = self.n_outputs - int(self.has_missing_.sum())
+        n_bins = self._n_bins
         missing = np.isnan(X)
         X = np.where(missing, self.median_, X)
         z = (X - self.center_) / self.scale_
         out[:, :d] = z / np.sqrt(1.0 + (z / self.clip) ** 2)
         out[:, d : 2 * d] = self._quantile_normal(X)
-        self._piecewise_linear(X, out[:, 2 * d : end])
-        out[:, end:] = missing[:, self.has_missing_]
+        self._piecewise_linear(X, out[:, 2 * d : (2 + n_bins) * d])
+        out[:, (2 + n_bins) * d :] = missing[:, self.has_missing_]
         return out
 
     _ARRAYS = ("levels_", "quantiles_", "center_", "scale_", "median_", "has_missing_")
@@ -200,9 +176,8 @@ class NumericEncoder:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted arrays by attribute name (the bin count goes in the header)."""
         arrays = {attr: np.asarray(getattr(self, attr)) for attr in self._ARRAYS}
-        for attr in ("edges_", "kept_"):
-            if getattr(self, attr, None) is not None:
-                arrays[attr] = getattr(self, attr)
+        if getattr(self, "edges_", None) is not None:
+            arrays["edges_"] = self.edges_
         return arrays
 
     @classmethod
@@ -226,8 +201,6 @@ class NumericEncoder:
         # Files written before the heavy-value rule have no edges: they derive them.
         shape = (n_bins + 1, n_columns)
         encoder.edges_ = arrays.get("edges_", "f", shape) if arrays.has("edges_") else None
-        # Files written before repeated steps were dropped encode every bin.
-        encoder.kept_ = arrays.get("kept_", "b", (n_bins, n_columns)) if arrays.has("kept_") else None
         for attr in ("quantiles_", "edges_"):
             q = getattr(encoder, attr)
             if q is not None and not (np.isfinite(q).all() and (np.diff(q, axis=0) >= 0).all()):
@@ -262,13 +235,12 @@ class NumericEncoder:
         value. Values outside the training range fill the first bin from 0 or
         the last to 1, no further, so an outlier cannot blow up a unit.
         """
-        kept = self.kept_bins()
+        n_bins = self._n_bins
         if out is None:
-            out = np.empty((len(X), int(kept.sum())))
-        if not self._n_bins:
+            out = np.empty((len(X), X.shape[1] * n_bins))
+        if not n_bins:
             return out
         edges = self.bin_edges()
-        start = 0
         # One column at a time: temporaries of (n, n_bins), not (n, n_bins, d).
         for j in range(X.shape[1]):
             lo, hi = edges[:-1, j], edges[1:, j]  # (n_bins,)
@@ -278,10 +250,8 @@ class NumericEncoder:
                 fill = (x - lo) / span
             else:
                 fill = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), x >= hi)
-            # column-major blocks: the kept bins of column 0, then column 1, ...
-            block = out[:, start : start + int(kept[:, j].sum())]
-            np.clip(fill if kept[:, j].all() else fill[:, kept[:, j]], 0.0, 1.0, out=block)
-            start += block.shape[1]
+            # column-major blocks: all bins of column 0, then column 1, ...
+            np.clip(fill, 0.0, 1.0, out=out[:, j * n_bins : (j + 1) * n_bins])
         return out
 
     def inverse_quantile_view(self, Q: np.ndarray) -> np.ndarray:

@@ -20,8 +20,6 @@ def table():
     X, y = load_california_housing()
     X = X.iloc[:2500].copy()
     X["old"] = X["housing_median_age"] > 30
-    # Three numeric values: repeated steps, which the encoding drops.
-    X["era"] = (X["housing_median_age"] // 20).astype(float)
     return X, y.iloc[:2500].to_numpy()
 
 

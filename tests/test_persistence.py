@@ -317,24 +317,11 @@ def _tamper_edges(path):
 
 
 def _tamper_bins_of_an_old_file(path, bins):
-    """A file from before ``edges_`` and ``kept_`` existed, with another bin count."""
+    """A file from before ``edges_`` existed, with another bin count."""
     arrays = _arrays(path, "arrays.npz")
-    del arrays["encoder/numeric/edges_"], arrays["encoder/numeric/kept_"]
+    del arrays["encoder/numeric/edges_"]
     _rewrite(path, "arrays.npz", arrays)
     _tamper_bins(path, bins)
-
-
-def _tamper_kept(path, shape_only: bool):
-    """Kept bins of another shape, or the right shape with one bin fewer."""
-    arrays = _arrays(path, "arrays.npz")
-    kept = arrays["encoder/numeric/kept_"]
-    if shape_only:
-        arrays["encoder/numeric/kept_"] = kept[1:]
-    else:
-        kept = kept.copy()
-        kept[-1, 0] = False
-        arrays["encoder/numeric/kept_"] = kept
-    _rewrite(path, "arrays.npz", arrays)
 
 
 def _tamper_slots(path):
@@ -395,8 +382,6 @@ TAMPERING = {
     "other bins": (lambda path: _tamper_bins(path, 3), r"edges_' has shape \(\d+, 4\), expected \(4, 4\)"),
     "other bins, old file": (lambda path: _tamper_bins_of_an_old_file(path, 3), "The experts take"),
     "unsorted edges": (_tamper_edges, "edges_' must be finite and sorted"),
-    "kept bins shape": (lambda path: _tamper_kept(path, True), r"kept_' has shape"),
-    "kept bins count": (lambda path: _tamper_kept(path, False), "The experts take"),
     "unknown estimator": (_tamper_estimator, "Unknown estimator 'os.system'"),
     "unknown parameter": (_tamper_params, "header is incomplete or malformed"),
     "newer format": (_tamper_format, "Upgrade skmoe"),
@@ -436,40 +421,13 @@ def test_file_from_before_stored_bin_edges_derives_them(table, tmp_path):
     model = MoERegressor(**SMALL).fit(X, y)
     path = model.save(tmp_path / "old")
     arrays = _arrays(path, "arrays.npz")
-    del arrays["encoder/numeric/edges_"], arrays["encoder/numeric/kept_"]
+    del arrays["encoder/numeric/edges_"]
     _rewrite(path, "arrays.npz", arrays)
     numeric = skmoe.load(path).encoder_.numeric_
     assert numeric.edges_ is None
     np.testing.assert_array_equal(numeric.bin_edges(), model.encoder_.numeric_._quantile_edges())
     fresh = skmoe.load(model.save(tmp_path / "new")).encoder_.numeric_
     np.testing.assert_array_equal(fresh.bin_edges(), model.encoder_.numeric_.edges_)
-
-
-def test_files_and_pickles_from_before_kept_bins_encode_every_bin(tmp_path, monkeypatch):
-    """A model fitted before repeated steps were dropped takes every bin as an
-    input: its file and pickle (no ``kept_``) load and predict as fitted."""
-    import pickle
-
-    import skmoe._preprocessing as preprocessing
-
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"x": rng.normal(size=800), "level": rng.integers(0, 3, 800).astype(float)})
-    y = X["x"] + X["level"]
-    monkeypatch.setattr(preprocessing, "distinct_bins", lambda edges: np.ones((len(edges) - 1, edges.shape[1]), bool))
-    model = MoERegressor(**SMALL).fit(X, y)  # as an older version fitted it
-    monkeypatch.undo()
-    numeric = model.encoder_.numeric_
-    assert not preprocessing.distinct_bins(numeric.edges_).all()  # repeats the new code drops
-    path = model.save(tmp_path / "old")
-    arrays = _arrays(path, "arrays.npz")
-    del arrays["encoder/numeric/kept_"]
-    _rewrite(path, "arrays.npz", arrays)
-    loaded = skmoe.load(path)
-    assert loaded.encoder_.numeric_.kept_ is None
-    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-    del numeric.kept_
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(X), loaded.predict(X))
-    assert MoERegressor(**SMALL).fit(X, y).encoder_.numeric_.n_outputs < numeric.n_outputs
 
 
 def test_files_and_pickles_from_before_weight_averaging_say_it_was_off(table, tmp_path):

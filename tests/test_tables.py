@@ -228,7 +228,6 @@ def test_piecewise_linear_view_fills_quantile_bins():
     assert edges.shape == (bins + 1, 3)
     np.testing.assert_allclose(edges[[0, -1], 0], [X[:, 0].min(), X[:, 0].max()])
     new = np.r_[X[:500], [[-5.0, -1.0, 0.0], [1e6, 9.0, 2.0]]]
-    enc.kept_ = None  # every bin, repeated steps too (see the test below)
     Z = enc.transform(new)
     assert Z.shape == (len(new), enc.n_outputs) == (len(new), (2 + bins) * 3)
     fill = Z[:, 6:].reshape(len(new), 3, bins)  # after the robust and quantile views
@@ -247,38 +246,6 @@ def test_piecewise_linear_view_fills_quantile_bins():
     # A constant column is all steps at its value.
     np.testing.assert_array_equal(fill[:-2, 2], 1.0)
     np.testing.assert_array_equal(fill[-2, 2], 0.0)
-
-
-def test_repeated_steps_are_encoded_once():
-    """A column with fewer distinct values than bins has several zero-width
-    bins on one value, identical 0/1 steps: only the first is encoded. Every
-    dropped input equals the kept one before it on any value, in range or not,
-    and a model file without ``kept_`` (written before) encodes every bin."""
-    from skmoe._preprocessing import NumericEncoder, distinct_bins
-
-    rng = np.random.default_rng(0)
-    n, bins = 5_000, 16
-    X = np.c_[rng.normal(size=n), rng.integers(0, 3, n), np.ones(n), np.where(rng.random(n) < 0.5, 0.0, rng.normal(size=n))]
-    enc = NumericEncoder(bins).fit(X, np.ones(n))
-    kept = enc.kept_
-    assert kept.shape == (bins, 4) and kept[0].all()
-    assert kept[:, 0].all() and kept[:, 3].all()  # continuous, and one heavy value: no repeats
-    assert 1 < kept[:, 1].sum() < bins and kept[:, 2].sum() == 1  # three levels; a constant
-    new = np.r_[X[:300], rng.normal(scale=5.0, size=(50, 4)), [[-9.0] * 4, [9.0] * 4]]
-    deduped = enc.transform(new)
-    assert deduped.shape == (len(new), enc.n_outputs) == (len(new), 8 + kept.sum())
-    enc.kept_ = None
-    full = enc.transform(new)
-    assert full.shape == (len(new), 8 + 4 * bins)
-    np.testing.assert_array_equal(deduped[:, :8], full[:, :8])
-    np.testing.assert_array_equal(deduped[:, 8:], full[:, 8:][:, kept.T.ravel()])
-    full_fill = full[:, 8:].reshape(len(new), 4, bins)
-    for j in range(4):
-        for t in np.flatnonzero(~kept[:, j]):
-            np.testing.assert_array_equal(full_fill[:, j, t], full_fill[:, j, t - 1])
-    # Steps on different values are all kept.
-    edges = np.array([[0.0], [1.0], [1.0], [1.0], [2.0], [2.0], [3.0], [3.0], [3.0]])
-    np.testing.assert_array_equal(distinct_bins(edges)[:, 0], [1, 1, 0, 1, 1, 1, 1, 0])
 
 
 def test_heavy_values_end_one_bin_and_leave_the_rest_to_the_other_values():
