@@ -203,3 +203,39 @@ def test_prelu_backward_matches_torchs():
     assert torch.autograd.gradcheck(_PReLU.apply, double)
     with torch.no_grad():  # inference: torch's own kernel
         assert torch.equal(parametric_relu(x, slope), F.prelu(x, slope))
+
+
+def test_prepared_first_layers_follow_the_weights_and_stay_out_of_copies():
+    """Inference builds the members' first layer once per expert and weights:
+    the same numbers as building it per call, rebuilt after an in-place
+    update or a loaded state, in each dtype asked for, and never pickled."""
+    import copy
+
+    bank = _bank(members=4)
+    rows = [torch.randn(7, 5), torch.randn(3, 5)]
+
+    params = [[getattr(bank, g)[i] for i in range(len(getattr(bank, g)))] for g in ("weights", "biases", "slopes")]
+
+    def expected(x):
+        return [mlp_forward(h, [w[e] for w in params[0]], [b[e] for b in params[1]], [s[e] for s in params[2]],
+                            True, bank.adapters[0][e]) for e, h in enumerate(x)]
+
+    with torch.inference_mode():
+        first = bank.forward_groups(rows)
+        for got, want in zip(first, expected(rows)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert set(bank._first_cache) == {(0, torch.float32), (1, torch.float32)}
+    with torch.no_grad():
+        bank.weights[0].mul_(2.0)  # an optimizer step, in place
+        bank.adapters[0][1].neg_()
+        after = bank.forward_groups(rows)
+        for got, want in zip(after, expected(rows)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert not torch.equal(after[0], first[0])
+        bank.load_state_dict(_bank(members=4).state_dict())
+        for got, want in zip(bank.forward_groups(rows), expected(rows)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        wide = bank.forward_groups([h.double() for h in rows])  # float64 rows: a float64 layer
+        assert wide[0].dtype == torch.float64 and (0, torch.float64) in bank._first_cache
+    assert "_first_cache" not in pickle.loads(pickle.dumps(bank)).__dict__
+    assert "_first_cache" not in copy.deepcopy(bank).__dict__
