@@ -164,7 +164,7 @@ class ExpertBank(nn.Module):
         dtype = _input_dtype(inputs, self.weights[0].dtype)
         params = [[_Cast(p, dtype) for p in getattr(self, g)] for g in PARAM_GROUPS]
         # The members' first layer is the same product for every call until
-        # the weights change: built once, not per call (half of a one-row
+        # the weights change: built once, not per call (about a fifth of a one-row
         # prediction). Under autograd it is built in the graph as in training.
         cached = self.members > 1 and self.depth > 0 and not torch.is_grad_enabled()
         firsts = [self._first_layer(e, dtype) if cached and h is not None and len(h) else None
