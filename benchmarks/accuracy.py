@@ -313,17 +313,16 @@ def paired(path: Path, reference: str, models: list[str]) -> None:
     print("| dataset | " + " | ".join(f"{m} - {reference} (seeds; fit ratio)" for m in models) + " |")
     print("|---|" + "---|" * len(models))
     for dataset in dict.fromkeys(frame.dataset):
+        seeds = wide.loc[dataset]  # (seed, (value, model))
         cells = []
         for m in models:
-            both = wide.loc[dataset][[("score", m), ("score", reference)]].dropna() if m in wide["score"] else []
+            both = seeds[[("score", m), ("score", reference)]].dropna() if m in wide["score"] else []
             if len(both) == 0:
                 cells.append("")
                 continue
-            rows = both.index
-            diff = (wide.loc[dataset].loc[rows, ("score", m)] - wide.loc[dataset].loc[rows, ("score", reference)]).mean()
-            ratio = (wide.loc[dataset].loc[rows, ("fit_seconds", m)].mean()
-                     / wide.loc[dataset].loc[rows, ("fit_seconds", reference)].mean())
-            cells.append(f"{diff:+.4f} ({len(rows)}; {ratio:.2f}x)")
+            diff = (both[("score", m)] - both[("score", reference)]).mean()
+            fit = seeds.loc[both.index, "fit_seconds"]
+            cells.append(f"{diff:+.4f} ({len(both)}; {fit[m].mean() / fit[reference].mean():.2f}x)")
         print(f"| {dataset} | " + " | ".join(cells) + " |")
 
 
