@@ -106,6 +106,18 @@ COMMON_PARAMS_DOC = """
         patience ends training without stopping at a chance plateau: with
         ``weight_averaging=0`` a patience of 10 lost accuracy on the suite,
         with it none (``docs/benchmarks.md``).
+    refit : bool, default=False
+        After early stopping, fit the mixture again on all rows, the held-out
+        validation rows included, for the epochs early stopping chose: the
+        shared phase for its best epoch count, each expert for its own. The
+        refit keeps the first fit's encoding, routing and initial weights and
+        checks nothing on held-out rows, so it costs up to another fit (about
+        0.9x: the epochs after the best are not repeated). ``history_``
+        records both fits, the refit's phases as ``"refit shared"`` and
+        ``"refit specialise"``. Needs held-out rows: with
+        ``early_stopping=False`` or ``X_val`` it raises, and a table too small
+        for ``early_stopping="auto"`` to hold rows out is fitted once. Its
+        effect on the accuracy suite is in ``docs/benchmarks.md``.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` goes on from the fitted
         model instead of starting over: if ``n_experts`` was raised, the

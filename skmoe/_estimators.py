@@ -89,6 +89,7 @@ class _BaseMoE(BaseEstimator):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "refit": ["boolean"],
         "warm_start": ["boolean"],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
@@ -122,6 +123,7 @@ class _BaseMoE(BaseEstimator):
         early_stopping: bool | str = "auto",
         validation_fraction: float | str = "auto",
         n_iter_no_change: int = 10,
+        refit: bool = False,
         warm_start: bool = False,
         checkpoint_dir=None,
         checkpoint_every: int = 10,
@@ -151,6 +153,7 @@ class _BaseMoE(BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.refit = refit
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -222,7 +225,11 @@ class _BaseMoE(BaseEstimator):
         if val is not None:
             X_val, y_val, w_val = val
             val = (self.encoder_.transform(X_val), self._y_array(self._scale_target(y_val)), w_val)
-        outcome = self._train((Z_tr, self._y_array(y_tr), w_tr), val, seed, grow)
+        train = (Z_tr, self._y_array(y_tr), w_tr)
+        config = self._train_config(len(Z_tr), val is not None)
+        outcome = self._train(train, val, config, seed, grow)
+        if self.refit and val is not None and not outcome.interrupted:
+            outcome = self._refit(outcome, train, val, config, seed)
         if outcome.interrupted:
             if not outcome.history.phase:  # not one epoch done: nothing to keep
                 raise KeyboardInterrupt
@@ -254,6 +261,12 @@ class _BaseMoE(BaseEstimator):
                 "X_val and y_val are only used for early stopping, but "
                 "early_stopping=False; set early_stopping=True or 'auto'."
             )
+        if self.refit and (X_val is not None or self.early_stopping is False):
+            raise ValueError(
+                "refit=True fits again on the training rows early stopping held out, "
+                "so it needs early_stopping=True or 'auto' and no X_val; got "
+                + ("X_val." if X_val is not None else "early_stopping=False.")
+            )
         if self.checkpoint_dir is not None and not _persistence.replaceable(self.checkpoint_dir):
             raise ValueError(
                 f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a saved "
@@ -264,6 +277,11 @@ class _BaseMoE(BaseEstimator):
         grow = bool(self.warm_start) and hasattr(self, "network_")
         if grow:
             self._check_warm_start()
+            if self.refit:
+                raise ValueError(
+                    "refit=True applies to a new fit; this warm start would grow the "
+                    "fitted model. Set refit=False to grow it, or warm_start=False."
+                )
         engine.check_device(self.device)
         return grow
 
@@ -325,15 +343,14 @@ class _BaseMoE(BaseEstimator):
             return _AUTO_VALIDATION_SHARE
         return _AUTO_VALIDATION_MAX_ROWS
 
-    def _train(self, train, val, seed: int, grow: bool) -> engine.FitOutcome:
-        """Hand the encoded rows to the engine: a new fit, or a warm start that grows."""
-        config = engine.TrainConfig(
+    def _train_config(self, n_train: int, early_stopping: bool) -> engine.TrainConfig:
+        return engine.TrainConfig(
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
-            batch_size=self._resolve_batch_size(len(train[0])),
+            batch_size=self._resolve_batch_size(n_train),
             max_epochs=self.max_epochs,
             n_iter_no_change=self.n_iter_no_change,
-            early_stopping=val is not None,
+            early_stopping=early_stopping,
             verbose=self.verbose,
             n_jobs=self.n_jobs,
             device=self.device,
@@ -341,6 +358,9 @@ class _BaseMoE(BaseEstimator):
             lr_schedule=self.lr_schedule,
             average_epochs=self.weight_averaging,
         )
+
+    def _train(self, train, val, config: engine.TrainConfig, seed: int, grow: bool) -> engine.FitOutcome:
+        """Hand the encoded rows to the engine: a new fit, or a warm start that grows."""
         checkpoint = {}
         if self.checkpoint_dir is not None:
             checkpoint = dict(
@@ -355,6 +375,24 @@ class _BaseMoE(BaseEstimator):
         return engine.fit_new(
             self._architecture(), self._n_outputs(), train, val, config, seed, self._loss, **checkpoint
         )
+
+    def _refit(self, first: engine.FitOutcome, train, val, config: engine.TrainConfig, seed: int):
+        """``first`` fitted again on the training and validation rows together.
+
+        The same encoding, routing, minibatch size and initial weights; the
+        epochs early stopping kept in ``first``. Interrupted, ``first`` stays
+        (the checkpoints, if any, are ``first``'s too).
+        """
+        rows = tuple(np.concatenate(parts) for parts in zip(train, val))
+        outcome = engine.refit(self._architecture(), first, self._n_outputs(), rows, config, seed, self._loss)
+        if outcome.interrupted:
+            warnings.warn(
+                "The refit on all rows was interrupted (KeyboardInterrupt); the model "
+                "is the early-stopped fit on the training rows, as with refit=False.",
+                UserWarning,
+            )
+            return first
+        return outcome
 
     def _architecture(self) -> engine.Architecture:
         return engine.Architecture(
@@ -906,6 +944,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         early_stopping: bool | str = "auto",
         validation_fraction: float | str = "auto",
         n_iter_no_change: int = 10,
+        refit: bool = False,
         warm_start: bool = False,
         checkpoint_dir=None,
         checkpoint_every: int = 10,
@@ -937,6 +976,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
+            refit=refit,
             warm_start=warm_start,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,

@@ -5,8 +5,10 @@ and plain settings to the calls here and gets NumPy arrays, plain values and a
 fitted :class:`MoENetwork` back; it never imports another engine module. The
 engine in turn imports nothing from outside :mod:`skmoe._torch`.
 
-* Fitting: :func:`fit_new` (a shared warm-up, then specialisation) and
-  :func:`fit_grown` (a warm start that splits the busiest experts first).
+* Fitting: :func:`fit_new` (a shared warm-up, then specialisation),
+  :func:`fit_grown` (a warm start that splits the busiest experts first) and
+  :func:`refit` (a fitted mixture again on all rows, for the epochs early
+  stopping chose).
 * Inference: :func:`map_chunks`, :func:`predict_raw`, :func:`route_rows`,
   chunked with an out-of-memory fall-back.
 * Inspecting and changing a fitted network: :func:`architecture`,
@@ -19,6 +21,8 @@ engine in turn imports nothing from outside :mod:`skmoe._torch`.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,14 +44,14 @@ from .state import (
 )
 from .prototypes import fit_prototypes, fit_routing_tree
 from .steering import grow_network, prune_network
-from .training import History, Split, TrainConfig, Trainer, log_loss, squared_error
+from .training import EpochPlan, History, Split, TrainConfig, Trainer, log_loss, squared_error
 
 __all__ = [
     "Architecture", "FitOutcome", "History", "ModelFileError", "MoENetwork", "TrainConfig",
     "architecture", "check_device", "expert_params", "fit_grown", "fit_new", "log_loss", "log_softmax",
     "map_chunks", "network_from_arrays", "network_state", "network_to_arrays", "open_network",
     "param_counts",
-    "predict_raw", "prototypes", "prune", "route_rows", "router_params", "squared_error",
+    "predict_raw", "prototypes", "prune", "refit", "route_rows", "router_params", "squared_error",
 ]
 
 # The learned router's balancing bias moves by this much per step.
@@ -187,12 +191,50 @@ def _guarded(
     return FitOutcome(network, trainer.history, trainer.interrupted, usage)
 
 
+def refit(
+    arch: Architecture,
+    first: FitOutcome,
+    n_outputs: int,
+    rows: Rows,
+    config: TrainConfig,
+    seed: int,
+    loss_fn,
+) -> FitOutcome:
+    """Fit ``first``'s mixture again on ``rows`` (its training and validation rows together).
+
+    The refit keeps ``first``'s router (the same cells) and starts from the
+    same initial weights; each phase and each expert runs the epochs whose
+    weights early stopping kept in ``first`` (:class:`EpochPlan`), with no
+    validation. The returned history is ``first``'s, then the refit's epochs,
+    their phases prefixed with ``"refit "``.
+    """
+    Z, _, _ = rows
+    plan = EpochPlan.kept_by(first.history)
+    config = dataclasses.replace(config, early_stopping=False, epoch_plan=plan)
+    trainer = Trainer(loss_fn, config, torch.Generator().manual_seed(seed),
+                      epoch_offset=len(first.history.phase), phase_prefix="refit ")
+
+    def run(train_split: Split, _: None) -> MoENetwork:
+        bank = _new_bank(arch, Z.shape[1], n_outputs, trainer.generator)
+        return trainer.fit(bank, copy.deepcopy(first.network.router), train_split, None)
+
+    outcome = _guarded(arch, config, rows, None, trainer, run)
+    outcome.history = first.history.followed_by(outcome.history)
+    return outcome
+
+
+def _new_bank(arch: Architecture, n_inputs: int, n_outputs: int, generator: torch.Generator) -> ExpertBank:
+    """A single expert, freshly initialised: the shared phase's network."""
+    bank = ExpertBank(1, n_inputs, n_outputs, arch.depth, arch.width, arch.prelu, arch.members)
+    bank.reset_parameters(generator)
+    return bank
+
+
 def _new_network(
     arch: Architecture, Z: np.ndarray, w: np.ndarray, n_outputs: int, seed: int, generator: torch.Generator
 ) -> tuple[ExpertBank, VoronoiRouter | LearnedRouter]:
     """A single shared expert (trained first) and the router of the mixture."""
-    bank = ExpertBank(1, Z.shape[1], n_outputs, arch.depth, arch.width, arch.prelu, arch.members)
-    bank.reset_parameters(generator)
+    bank = _new_bank(arch, Z.shape[1], n_outputs, generator)
     if arch.router == "learned":
         return bank, LearnedRouter(Z.shape[1], arch.n_experts, arch.top_k, _BALANCE_RATE)
     centres = fit_prototypes(Z, w, arch.n_experts, seed)

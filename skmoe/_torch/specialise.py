@@ -78,6 +78,7 @@ class ExpertJob:
     epoch_steps: int | None = None  # steps per epoch (see .schedule); None: a pass
     batched: bool | None = None  # all experts in one program (.batched); None: on accelerators
     average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
+    epochs: np.ndarray | None = None  # (n_group,) fixed epochs per expert (a refit); None: stop on losses
 
 
 @dataclass
@@ -177,6 +178,8 @@ class _Run:
         self.stopping = EarlyStopping(n, job.n_iter_no_change)
         # An expert without training rows has nothing to learn from.
         self.stopping.active &= np.asarray(job.train.counts) > 0
+        if job.epochs is not None:  # a refit: an expert planned 0 epochs keeps its start
+            self.stopping.active &= np.asarray(job.epochs) > 0
         # Weights each expert falls back on: its best on validation, or its
         # last finite epoch without validation data; at first, the start.
         self.snapshots = [self._state(e) for e in range(n)]
@@ -307,20 +310,27 @@ class _Run:
         if self.val is not None:
             improved = stopping.update(losses, epoch)
         else:
-            # No validation: keep the last finite epoch; stop an expert once its
-            # training loss has not improved by ``tol`` in n_iter_no_change epochs.
+            # No validation: keep the last finite epoch.
             improved = stopping.active.copy()
             stopping.best_epoch[improved] = epoch
-            history = np.array(self.train_sums) / np.maximum(self.train_weight, 1e-12)
-            patience = job.n_iter_no_change
-            if len(history) > patience:
-                with warnings.catch_warnings():  # all-NaN columns: stopped experts
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    recent = np.nanmin(history[-patience:], axis=0)
-                    before = np.nanmin(history[:-patience], axis=0)
-                stopping.active &= ~(recent > before - job.tol)
+            if job.epochs is not None:  # a refit: each expert runs its planned epochs
+                stopping.active &= epoch < np.asarray(job.epochs)
+            else:
+                stopping.active &= ~self._train_loss_stalled()
         for e in np.flatnonzero(improved):
             self.snapshots[e] = self._state(e)
+
+    def _train_loss_stalled(self) -> np.ndarray:
+        """Experts whose training loss has not improved by ``tol`` in ``n_iter_no_change`` epochs."""
+        history = np.array(self.train_sums) / np.maximum(self.train_weight, 1e-12)
+        patience = self.job.n_iter_no_change
+        if len(history) <= patience:
+            return np.zeros(len(self.job.experts), dtype=bool)
+        with warnings.catch_warnings():  # all-NaN columns: stopped experts
+            warnings.simplefilter("ignore", RuntimeWarning)
+            recent = np.nanmin(history[-patience:], axis=0)
+            before = np.nanmin(history[:-patience], axis=0)
+        return recent > before - self.job.tol
 
     # -- helpers --------------------------------------------------------------
     def _stream(self, rows: torch.Tensor, generator: torch.Generator) -> BatchStream:

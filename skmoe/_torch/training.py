@@ -24,6 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +65,29 @@ class TrainConfig:
     autocast: bool = False
     lr_schedule: str = "constant"  # or "cosine": decay to zero over max_epochs of each phase
     average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
+    epoch_plan: EpochPlan | None = None  # fixed epoch counts (a refit without validation rows)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Epochs a refit runs: those an early-stopped fit kept, phase by phase.
+
+    The shared phase runs ``shared`` epochs; in the specialisation expert
+    ``e`` runs ``experts[e]`` (0: it keeps the shared weights). A learned
+    router trains all experts jointly, for the most of them. The learning-rate
+    schedule keeps the length ``max_epochs`` gives it, so every epoch runs at
+    the rate it had in the early-stopped fit.
+    """
+
+    shared: int
+    experts: np.ndarray  # (n_experts,) int
+
+    @classmethod
+    def kept_by(cls, history: History) -> EpochPlan:
+        """The epochs whose weights an early-stopped fit with ``history`` kept."""
+        n_shared = history.phase.count("shared")
+        kept = np.asarray(history.best_epoch) - n_shared + 1  # epochs into the specialisation
+        return cls(int(history.best_epoch_shared) + 1, np.maximum(kept, 0).astype(np.int64))
 
 
 @dataclass
@@ -93,6 +117,15 @@ class History:
     routing_entropy: list[float] = field(default_factory=list)
     best_epoch: np.ndarray | None = None  # (n_experts,) epoch whose weights each expert kept
     best_epoch_shared: int = -1
+
+    def followed_by(self, later: History) -> History:
+        """This record, then ``later``'s epochs; the kept epochs are ``later``'s."""
+        joined = {
+            f.name: getattr(self, f.name) + getattr(later, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("best_epoch", "best_epoch_shared")
+        }
+        return History(**joined, best_epoch=later.best_epoch, best_epoch_shared=later.best_epoch_shared)
 
 
 def squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -154,8 +187,10 @@ class Trainer:
     generator : torch.Generator
         CPU generator for initialisation and shuffling (determinism).
     epoch_offset : int, default=0
-        Epochs already run by an earlier fit (warm start): epoch numbers in
-        ``history.best_epoch`` count them too.
+        Epochs already run by an earlier fit (a warm start, or the fit a
+        refit follows): epoch numbers in ``history.best_epoch`` count them too.
+    phase_prefix : str, default=""
+        Put before each phase's name in ``history.phase`` (``"refit "``).
     checkpoint : callable, default=None
         Called as ``checkpoint(network, history)`` every ``checkpoint_every``
         epochs with a copy of the network holding the best weights so far
@@ -171,8 +206,10 @@ class Trainer:
         epoch_offset: int = 0,
         checkpoint: Callable[[MoENetwork, History], None] | None = None,
         checkpoint_every: int = 10,
+        phase_prefix: str = "",
     ) -> None:
         self.loss_fn = loss_fn
+        self.phase_prefix = phase_prefix
         self.member_loss = MemberLoss(loss_fn)
         self.config = config
         self.generator = generator
@@ -326,7 +363,7 @@ class Trainer:
                 warm_up=phase.baseline_epoch is None,
             )
         try:
-            for epoch_in_phase in range(n_epochs):
+            for epoch_in_phase in range(min(n_epochs, self._planned_epochs(phase.name, n_epochs))):
                 start = time.perf_counter()
                 batches = stream.take(per_epoch)
                 train_loss = self._global_epoch(
@@ -357,6 +394,13 @@ class Trainer:
         if best_state is not None:
             module.load_state_dict(best_state)
         return best_epoch
+
+    def _planned_epochs(self, phase: str, budget: int) -> int:
+        """Epochs the phase may run: ``budget``, or the plan's count in a refit."""
+        plan = self.config.epoch_plan
+        if plan is None:
+            return budget
+        return plan.shared if phase == "shared" else int(plan.experts.max(initial=0))
 
     def _batches(self, train: Split) -> tuple[BatchStream, int, int]:
         """A phase's minibatches: the stream, steps per epoch, and the epoch budget."""
@@ -551,6 +595,7 @@ class Trainer:
             autocast=self.config.autocast,
             lr_schedule=self.config.lr_schedule,
             average_epochs=self.config.average_epochs,
+            epochs=plan.experts[group] if (plan := self.config.epoch_plan) is not None else None,
         )
 
     # -- helpers --------------------------------------------------------------
@@ -580,6 +625,7 @@ class Trainer:
     ) -> None:
         """Append an epoch; every ``checkpoint_every`` epochs, checkpoint ``best_so_far()``."""
         h = self.history
+        phase = self.phase_prefix + phase
         _record_into(h, phase, train_loss, val_loss, load, seconds)
         due = self.checkpoint is not None and len(h.phase) % self.checkpoint_every == 0
         if due and best_so_far is not None:
@@ -602,7 +648,7 @@ class Trainer:
         h = self.history
         losses = [loss for loss, phase in zip(h.train_loss, h.phase) if phase == h.phase[-1]]
         patience = self.config.n_iter_no_change
-        if self.config.early_stopping or len(losses) <= patience:
+        if self.config.early_stopping or self.config.epoch_plan is not None or len(losses) <= patience:
             return False
         return min(losses[-patience:]) > min(losses[:-patience]) - self.config.tol
 
