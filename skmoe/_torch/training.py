@@ -389,8 +389,10 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             self._interrupt(phase.name)
-            if val is None:
-                best_state = last_good
+        if val is None and best_state is None:
+            # The last epoch's weights as validation would have seen them: with
+            # weight averaging the average, not the weights of the last step.
+            best_state = last_good
         if best_state is not None:
             module.load_state_dict(best_state)
         return best_epoch

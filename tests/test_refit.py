@@ -1,0 +1,142 @@
+"""``refit=True``: the mixture fitted again on all rows, for the epochs early
+stopping kept (:class:`skmoe._torch.training.EpochPlan`)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification, make_friedman1
+
+import skmoe
+from skmoe import MoEClassifier, MoERegressor
+from skmoe._torch import api, training
+from skmoe._torch.specialise import train_experts
+from skmoe._torch.training import EpochPlan, History
+
+FAST = dict(n_experts=3, expert_width=16, expert_members=2, max_epochs=8, random_state=0, n_threads=1)
+
+
+def _phase_counts(model) -> dict[str, int]:
+    phases = model.history_["phase"]
+    return {name: phases.count(name) for name in set(phases)}
+
+
+def test_the_plan_counts_the_epochs_each_phase_kept():
+    history = History(phase=["shared"] * 7 + ["specialise"] * 5, best_epoch_shared=3)
+    # Expert 0 kept specialisation epoch 2 (absolute 8), expert 1 its start
+    # (the shared weights of epoch 3), expert 2 the last epoch (11).
+    history.best_epoch = np.array([8, 3, 11])
+    plan = EpochPlan.kept_by(history)
+    assert plan.shared == 4
+    np.testing.assert_array_equal(plan.experts, [2, 0, 5])
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_planned_expert_epochs_reproduce_the_early_stopped_experts(capture_expert_jobs, batched):
+    """An expert job that runs each expert for the epochs it kept, with no
+    validation rows, ends on the weights early stopping kept."""
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    (job,) = capture_expert_jobs(MoERegressor(**{**FAST, "max_epochs": 12}), X, y)
+    # A short patience: the experts keep different epochs (one its start).
+    job = replace(job, batched=batched, max_epochs=60, n_iter_no_change=3)
+    stopped = train_experts(job)
+    assert len(set(stopped.best_epoch)) > 1  # experts kept different epochs
+    planned = train_experts(replace(job, val=None, epochs=np.maximum(stopped.best_epoch, 0)))
+    np.testing.assert_array_equal(planned.best_epoch, np.where(stopped.best_epoch > 0, stopped.best_epoch, -1))
+    for a, b in zip(stopped.states, planned.states):
+        for x, z in zip(a, b):
+            if batched:
+                np.testing.assert_allclose(x, z, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(x, z)
+
+
+def test_a_single_expert_refit_on_its_training_rows_is_the_early_stopped_fit():
+    """On the same rows the refit repeats the first fit up to the kept epoch:
+    the same initial weights, the same minibatches, the same averaged weights."""
+    X, y = make_friedman1(n_samples=1200, noise=5.0, random_state=0)  # noisy: it overfits early
+    Z = X.astype(np.float32)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)[:, None]
+    w = np.ones(len(Z))
+    train, val = (Z[:1000], y[:1000], w[:1000]), (Z[1000:], y[1000:], w[1000:])
+    arch = api.Architecture(n_experts=1, depth=2, width=16, members=2, prelu=True,
+                            router="voronoi", top_k=1, voronoi_search="auto")
+    config = api.TrainConfig(learning_rate=2e-3, weight_decay=1e-4, batch_size=64, max_epochs=40,
+                             n_iter_no_change=3, early_stopping=True, verbose=0, average_epochs=2.0)
+    first = api.fit_new(arch, 1, train, val, config, 7, api.squared_error)
+    kept = first.history.best_epoch_shared
+    assert 0 < kept < len(first.history.phase) - 1  # it stopped early
+    again = api.refit(arch, first, 1, train, config, 7, api.squared_error)
+    assert again.history.phase[len(first.history.phase):] == ["refit shared"] * (kept + 1)
+    for a, b in zip(first.network.state_dict().values(), again.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_refit_fits_again_on_all_rows_for_the_kept_epochs():
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    once = MoERegressor(**FAST).fit(X, y)
+    model = MoERegressor(**FAST, refit=True).fit(X, y)
+    counts = _phase_counts(model)
+    assert counts["shared"] == once.history_["phase"].count("shared")
+    # The shared phase is refitted up to its best validation epoch.
+    val = np.array(model.history_["validation_loss"][: counts["shared"]])
+    assert counts["refit shared"] == int(np.argmin(val)) + 1
+    refit_epochs = [i for i, p in enumerate(model.history_["phase"]) if p.startswith("refit")]
+    assert np.isnan(np.array(model.history_["validation_loss"])[refit_epochs]).all()
+    assert model.n_iter_ == len(model.history_["phase"])
+    assert (model.best_epoch_ >= refit_epochs[0]).all()
+    # Another model (the validation rows joined the training), the same routing.
+    assert not np.array_equal(model.predict(X), once.predict(X))
+    np.testing.assert_array_equal(model.apply(X), once.apply(X))
+    assert model.score(X, y) > 0.8
+    again = MoERegressor(**FAST, refit=True).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), again.predict(X))
+
+
+def test_refit_classifier_with_a_learned_router_saves_and_loads(tmp_path):
+    X, y = make_classification(n_samples=1500, n_features=8, random_state=0)
+    model = MoEClassifier(**FAST, router="learned", top_k=2, refit=True).fit(X, y)
+    assert "refit shared" in model.history_["phase"]
+    model.save(tmp_path / "m")
+    loaded = skmoe.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.history_["phase"] == model.history_["phase"]
+
+
+def test_refit_without_held_out_rows():
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    with pytest.raises(ValueError, match="early_stopping=False"):
+        MoERegressor(**FAST, refit=True, early_stopping=False).fit(X, y)
+    with pytest.raises(ValueError, match="no X_val"):
+        MoERegressor(**FAST, refit=True).fit(X, y, X_val=X[:100], y_val=y[:100])
+    # Too few rows for early_stopping="auto" to hold any out: one fit.
+    small = MoERegressor(**FAST, refit=True).fit(X[:300], y[:300])
+    assert not any(p.startswith("refit") for p in small.history_["phase"])
+
+
+def test_refit_cannot_grow_a_warm_started_model():
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    model = MoERegressor(**{**FAST, "n_experts": 2}, refit=True, warm_start=True).fit(X, y)
+    model.set_params(n_experts=4)
+    with pytest.raises(ValueError, match="refit=True applies to a new fit"):
+        model.fit(X, y)
+    model.set_params(refit=False).fit(X, y)
+    assert model.network_.bank.n_experts == 4
+
+
+def test_an_interrupted_refit_keeps_the_early_stopped_fit(monkeypatch):
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    once = MoERegressor(**FAST).fit(X, y)
+    real = training.Trainer._global_epoch
+
+    def interrupt_the_refit(self, *args, **kwargs):
+        if self.phase_prefix:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "_global_epoch", interrupt_the_refit)
+    with pytest.warns(UserWarning, match="refit on all rows was interrupted"):
+        model = MoERegressor(**FAST, refit=True).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), once.predict(X))
+    assert model.history_["phase"] == once.history_["phase"]
