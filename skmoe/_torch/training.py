@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 import warnings
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
