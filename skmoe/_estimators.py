@@ -57,6 +57,10 @@ _AUTO_EARLY_STOPPING_MIN_ROWS = 1_000
 _AUTO_VALIDATION_SHARE = 0.1
 _AUTO_VALIDATION_MAX_ROWS = 32_768
 
+# refit="auto" refits when the held-out rows are at least this share of the
+# rows: a refit costs about another fit, for the rows it gives back.
+_AUTO_REFIT_MIN_SHARE = 0.05
+
 
 @functools.cache
 def _threadpools() -> ThreadpoolController:
@@ -89,7 +93,7 @@ class _BaseMoE(BaseEstimator):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "refit": ["boolean"],
+        "refit": [StrOptions({"auto"}), "boolean"],
         "warm_start": ["boolean"],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
@@ -123,7 +127,7 @@ class _BaseMoE(BaseEstimator):
         early_stopping: bool | str = "auto",
         validation_fraction: float | str = "auto",
         n_iter_no_change: int = 10,
-        refit: bool = False,
+        refit: bool | str = "auto",
         warm_start: bool = False,
         checkpoint_dir=None,
         checkpoint_every: int = 10,
@@ -213,6 +217,7 @@ class _BaseMoE(BaseEstimator):
 
     def _fit_unlimited(self, X, y, sample_weight, X_val, y_val):
         grow = self._check_fit_arguments(X_val, y_val)
+        given_val = X_val is not None
         X, y, w, seed, n_distinct = self._training_rows(X, y, sample_weight, grow)
         X_tr, y_tr, w_tr, val = self._hold_out(X, y, w, X_val, y_val, seed, n_distinct)
         if grow:  # the grown experts keep the encoding they were trained on
@@ -228,7 +233,8 @@ class _BaseMoE(BaseEstimator):
         train = (Z_tr, self._y_array(y_tr), w_tr)
         config = self._train_config(len(Z_tr), val is not None)
         outcome = self._train(train, val, config, seed, grow)
-        if self.refit and val is not None and not outcome.interrupted:
+        held_out = 0 if val is None else len(val[0])
+        if not outcome.interrupted and self._refits(given_val, grow, held_out, len(Z_tr)):
             outcome = self._refit(outcome, train, val, config, seed)
         if outcome.interrupted:
             if not outcome.history.phase:  # not one epoch done: nothing to keep
@@ -261,7 +267,7 @@ class _BaseMoE(BaseEstimator):
                 "X_val and y_val are only used for early stopping, but "
                 "early_stopping=False; set early_stopping=True or 'auto'."
             )
-        if self.refit and (X_val is not None or self.early_stopping is False):
+        if self.refit is True and (X_val is not None or self.early_stopping is False):
             raise ValueError(
                 "refit=True fits again on the training rows early stopping held out, "
                 "so it needs early_stopping=True or 'auto' and no X_val; got "
@@ -277,7 +283,7 @@ class _BaseMoE(BaseEstimator):
         grow = bool(self.warm_start) and hasattr(self, "network_")
         if grow:
             self._check_warm_start()
-            if self.refit:
+            if self.refit is True:
                 raise ValueError(
                     "refit=True applies to a new fit; this warm start would grow the "
                     "fitted model. Set refit=False to grow it, or warm_start=False."
@@ -375,6 +381,14 @@ class _BaseMoE(BaseEstimator):
         return engine.fit_new(
             self._architecture(), self._n_outputs(), train, val, config, seed, self._loss, **checkpoint
         )
+
+    def _refits(self, given_val: bool, grow: bool, held_out: int, n_train: int) -> bool:
+        """Whether a refit on all rows follows this fit (see ``refit``)."""
+        if self.refit is False or given_val or grow or not held_out:
+            return False
+        # "auto": where the held-out rows are a small share of the table (from
+        # 655,360 rows on, with the "auto" split) they are not worth another fit.
+        return self.refit is True or held_out >= _AUTO_REFIT_MIN_SHARE * (n_train + held_out)
 
     def _refit(self, first: engine.FitOutcome, train, val, config: engine.TrainConfig, seed: int):
         """``first`` fitted again on the training and validation rows together.
@@ -944,7 +958,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         early_stopping: bool | str = "auto",
         validation_fraction: float | str = "auto",
         n_iter_no_change: int = 10,
-        refit: bool = False,
+        refit: bool | str = "auto",
         warm_start: bool = False,
         checkpoint_dir=None,
         checkpoint_every: int = 10,
