@@ -137,7 +137,10 @@ COMMON_PARAMS_DOC = """
         resume after a crash, fit again with ``warm_start=True`` and the same
         ``checkpoint_dir``: an unfitted estimator then starts from the saved
         model and trains further (with fresh optimizer state, so the result is
-        not bit-identical to an uninterrupted fit).
+        not bit-identical to an uninterrupted fit). The refit on all rows
+        (``refit``) writes no checkpoints while it runs, only the final
+        model once it ends; a crash during it leaves the early-stopped
+        fit's last checkpoint.
     checkpoint_every : int, default=10
         Epochs between checkpoints. When the experts train in parallel
         (``n_jobs``, Dask), a checkpoint is written each time a group of

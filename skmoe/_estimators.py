@@ -26,6 +26,7 @@ from sklearn.base import (
     _fit_context,
     is_classifier,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import _safe_indexing, check_random_state
@@ -232,7 +233,7 @@ class _BaseMoE(BaseEstimator):
             val = (self.encoder_.transform(X_val), self._y_array(self._scale_target(y_val)), w_val)
         train = (Z_tr, self._y_array(y_tr), w_tr)
         config = self._train_config(len(Z_tr), val is not None)
-        outcome = self._train(train, val, config, seed, grow)
+        first = outcome = self._train(train, val, config, seed, grow)
         held_out = 0 if val is None else len(val[0])
         if not outcome.interrupted and self._refits(given_val, grow, held_out, len(Z_tr)):
             outcome = self._refit(outcome, train, val, config, seed)
@@ -249,6 +250,8 @@ class _BaseMoE(BaseEstimator):
         self._set_history(outcome.history, append=grow)
         self._set_param_counts()
         self.expert_usage_ = outcome.usage
+        if outcome is not first and self.checkpoint_dir is not None:
+            self._write_checkpoint(self)  # the refit wrote none: the final model
         return self
 
     def _check_fit_arguments(self, X_val, y_val) -> bool:
@@ -395,10 +398,18 @@ class _BaseMoE(BaseEstimator):
 
         The same encoding, routing, minibatch size and initial weights; the
         epochs early stopping kept in ``first``. Interrupted, ``first`` stays
-        (the checkpoints, if any, are ``first``'s too).
+        (the checkpoints, if any, are ``first``'s too), and so does a refit
+        that diverged.
         """
         rows = tuple(np.concatenate(parts) for parts in zip(train, val))
         outcome = engine.refit(self._architecture(), first, self._n_outputs(), rows, config, seed, self._loss)
+        if isinstance(outcome, str):
+            warnings.warn(
+                f"The refit on all rows diverged ({outcome}); the model is the "
+                "early-stopped fit on the training rows, as with refit=False.",
+                ConvergenceWarning,
+            )
+            return first
         if outcome.interrupted:
             warnings.warn(
                 "The refit on all rows was interrupted (KeyboardInterrupt); the model "
@@ -433,8 +444,12 @@ class _BaseMoE(BaseEstimator):
             load = np.full(n_experts, 1.0)
         snapshot.expert_usage_ = load / max(load.sum(), 1e-12)
         snapshot._set_param_counts()
+        self._write_checkpoint(snapshot)
+
+    def _write_checkpoint(self, model) -> None:
+        """Save ``model`` (this estimator or a snapshot of it) to ``checkpoint_dir``."""
         try:
-            snapshot.save(self.checkpoint_dir, overwrite=True)
+            model.save(self.checkpoint_dir, overwrite=True)
         except OSError as exc:  # a full disk, a vanished folder: not worth the fit
             warnings.warn(
                 f"Could not write a checkpoint to {str(self.checkpoint_dir)!r} ({exc}); "
@@ -717,8 +732,9 @@ class _BaseMoE(BaseEstimator):
 
     def __setstate__(self, state):
         saved = state.pop("_skmoe_versions", None)
-        # Pickled before weight averaging existed: fitted without it.
+        # Pickled before weight averaging or the refit existed: fitted without them.
         state.setdefault("weight_averaging", 0.0)
+        state.setdefault("refit", False)
         if saved is not None:
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
         super().__setstate__(_model_state.components_from_plain(state))

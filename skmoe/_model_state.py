@@ -101,6 +101,8 @@ def estimator_from_state(header: dict, arrays: dict, network, classes: dict[str,
             est.set_params(expert_members=1)
         if "weight_averaging" not in header["params"]:  # written before weight averaging
             est.set_params(weight_averaging=0.0)
+        if "refit" not in header["params"]:  # written before the refit on all rows
+            est.set_params(refit=False)
         n_features = int(fitted["n_features_in_"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None

@@ -10,7 +10,8 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 @pytest.fixture
 def capture_expert_jobs(monkeypatch):
     """``fit(model, X, y)``: fits ``model`` and returns the expert jobs
-    (:class:`skmoe._torch.specialise.ExpertJob`) its fit trained."""
+    (:class:`skmoe._torch.specialise.ExpertJob`) its early-stopped fit
+    trained (not those of the refit on all rows that follows it)."""
     from skmoe._torch import training
 
     def fit(model, X, y) -> list:
@@ -18,7 +19,8 @@ def capture_expert_jobs(monkeypatch):
         real = training.train_experts
 
         def capture(job, on_epoch=None):
-            jobs.append(job)
+            if job.epochs is None:
+                jobs.append(job)
             return real(job, on_epoch)
 
         monkeypatch.setattr(training, "train_experts", capture)

@@ -430,24 +430,26 @@ def test_file_from_before_stored_bin_edges_derives_them(table, tmp_path):
     np.testing.assert_array_equal(fresh.bin_edges(), model.encoder_.numeric_.edges_)
 
 
-def test_files_and_pickles_from_before_weight_averaging_say_it_was_off(table, tmp_path):
-    """Models fitted before ``weight_averaging`` existed had none: loaded, their
-    parameters say 0, so a refit fits them as they were fitted."""
+@pytest.mark.parametrize(("param", "before"), [("weight_averaging", 0.0), ("refit", False)])
+def test_files_and_pickles_from_before_a_parameter_say_it_was_off(table, tmp_path, param, before):
+    """Models fitted before ``weight_averaging`` or ``refit`` existed had
+    neither: loaded, their parameters say so, so fitting them again fits them
+    as they were fitted."""
     import pickle
 
     X, y = table
     model = MoERegressor(**SMALL).fit(X, y)
-    assert model.weight_averaging == 2.0
+    assert model.get_params()[param] != before
     path = model.save(tmp_path / "old")
     header = _header(path)
-    del header["params"]["weight_averaging"]
+    del header["params"][param]
     _write_header(path, header)
-    assert skmoe.load(path).weight_averaging == 0.0
+    assert skmoe.load(path).get_params()[param] == before
     state = model.__getstate__()
-    del state["weight_averaging"]
+    del state[param]
     old = MoERegressor.__new__(MoERegressor)
     old.__setstate__(state)
-    assert old.get_params()["weight_averaging"] == 0.0
+    assert old.get_params()[param] == before
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(old)).predict(X), model.predict(X))
 
 

@@ -75,8 +75,8 @@ def test_a_single_expert_refit_on_its_training_rows_is_the_early_stopped_fit():
 
 def test_refit_fits_again_on_all_rows_for_the_kept_epochs():
     X, y = make_friedman1(n_samples=1500, random_state=0)
-    once = MoERegressor(**FAST).fit(X, y)
-    model = MoERegressor(**FAST, refit=True).fit(X, y)
+    once = MoERegressor(**FAST, refit=False).fit(X, y)
+    model = MoERegressor(**FAST).fit(X, y)  # refit="auto": 10% held out
     counts = _phase_counts(model)
     assert counts["shared"] == once.history_["phase"].count("shared")
     # The shared phase is refitted up to its best validation epoch.
@@ -92,6 +92,23 @@ def test_refit_fits_again_on_all_rows_for_the_kept_epochs():
     assert model.score(X, y) > 0.8
     again = MoERegressor(**FAST, refit=True).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), again.predict(X))
+
+
+def test_auto_refits_only_where_rows_were_held_out_from_x():
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+
+    def refitted(model, **fit_params) -> bool:
+        return any(p.startswith("refit") for p in model.fit(X, y, **fit_params).history_["phase"])
+
+    assert not refitted(MoERegressor(**FAST), X_val=X[:100], y_val=y[:100])
+    assert not refitted(MoERegressor(**FAST, validation_fraction=0.04))  # too few rows to give back
+    assert refitted(MoERegressor(**FAST, refit=True, validation_fraction=0.04))
+    assert not refitted(MoERegressor(**FAST, early_stopping=False))
+    grown = MoERegressor(**{**FAST, "n_experts": 2}, warm_start=True).fit(X, y)
+    n_epochs = grown.n_iter_
+    grown.set_params(n_experts=4).fit(X, y)  # a growing warm start: no refit, no error
+    assert grown.network_.bank.n_experts == 4
+    assert not any(p.startswith("refit") for p in grown.history_["phase"][n_epochs:])
 
 
 def test_refit_classifier_with_a_learned_router_saves_and_loads(tmp_path):
@@ -127,7 +144,7 @@ def test_refit_cannot_grow_a_warm_started_model():
 
 def test_an_interrupted_refit_keeps_the_early_stopped_fit(monkeypatch):
     X, y = make_friedman1(n_samples=1500, random_state=0)
-    once = MoERegressor(**FAST).fit(X, y)
+    once = MoERegressor(**FAST, refit=False).fit(X, y)
     real = training.Trainer._global_epoch
 
     def interrupt_the_refit(self, *args, **kwargs):
@@ -138,5 +155,23 @@ def test_an_interrupted_refit_keeps_the_early_stopped_fit(monkeypatch):
     monkeypatch.setattr(training.Trainer, "_global_epoch", interrupt_the_refit)
     with pytest.warns(UserWarning, match="refit on all rows was interrupted"):
         model = MoERegressor(**FAST, refit=True).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), once.predict(X))
+    assert model.history_["phase"] == once.history_["phase"]
+
+
+def test_a_refit_that_diverges_keeps_the_early_stopped_fit(monkeypatch):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    once = MoERegressor(**FAST, refit=False).fit(X, y)
+    real = training.Trainer._global_epoch
+
+    def diverge_in_the_refit(self, *args, **kwargs):
+        loss = real(self, *args, **kwargs)
+        return float("nan") if self.phase_prefix and len(self.history.phase) == 2 else loss
+
+    monkeypatch.setattr(training.Trainer, "_global_epoch", diverge_in_the_refit)
+    with pytest.warns(ConvergenceWarning, match="refit on all rows diverged .*non-finite in epoch"):
+        model = MoERegressor(**FAST).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), once.predict(X))
     assert model.history_["phase"] == once.history_["phase"]

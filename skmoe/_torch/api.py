@@ -44,7 +44,7 @@ from .state import (
 )
 from .prototypes import fit_prototypes, fit_routing_tree
 from .steering import grow_network, prune_network
-from .training import EpochPlan, History, Split, TrainConfig, Trainer, log_loss, squared_error
+from .training import EpochPlan, History, RefitDiverged, Split, TrainConfig, Trainer, log_loss, squared_error
 
 __all__ = [
     "Architecture", "FitOutcome", "History", "ModelFileError", "MoENetwork", "TrainConfig",
@@ -199,14 +199,15 @@ def refit(
     config: TrainConfig,
     seed: int,
     loss_fn,
-) -> FitOutcome:
+) -> FitOutcome | str:
     """Fit ``first``'s mixture again on ``rows`` (its training and validation rows together).
 
     The refit keeps ``first``'s router (the same cells) and starts from the
     same initial weights; each phase and each expert runs the epochs whose
     weights early stopping kept in ``first`` (:class:`EpochPlan`), with no
     validation. The returned history is ``first``'s, then the refit's epochs,
-    their phases prefixed with ``"refit "``.
+    their phases prefixed with ``"refit "``. A refit whose loss becomes
+    non-finite returns why, as a string (``first`` is then the model to keep).
     """
     Z, _, _ = rows
     plan = EpochPlan.kept_by(first.history)
@@ -218,7 +219,10 @@ def refit(
         bank = _new_bank(arch, Z.shape[1], n_outputs, trainer.generator)
         return trainer.fit(bank, copy.deepcopy(first.network.router), train_split, None)
 
-    outcome = _guarded(arch, config, rows, None, trainer, run)
+    try:
+        outcome = _guarded(arch, config, rows, None, trainer, run)
+    except RefitDiverged as exc:
+        return str(exc)
     outcome.history = first.history.followed_by(outcome.history)
     return outcome
 

@@ -68,6 +68,10 @@ class TrainConfig:
     epoch_plan: EpochPlan | None = None  # fixed epoch counts (a refit without validation rows)
 
 
+class RefitDiverged(RuntimeError):
+    """A refit's loss became non-finite: it cannot run the epochs of its plan."""
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """Epochs a refit runs: those an early-stopped fit kept, phase by phase.
@@ -560,6 +564,8 @@ class Trainer:
         diverged = [int(e) for r in results for e in r.experts[r.diverged]]
         if not diverged:
             return
+        if self.config.epoch_plan is not None:
+            raise RefitDiverged(f"the loss of experts {diverged} became non-finite (specialise phase)")
         first = min(
             int(np.argmax(~np.isfinite(r.train_loss_sum[k])))
             for r in results
@@ -604,6 +610,8 @@ class Trainer:
     def _diverged(self, phase: str, fallback: dict | None) -> dict:
         """Handle a non-finite training loss: keep ``fallback`` or raise."""
         epoch = self._epoch() + 1
+        if self.config.epoch_plan is not None:
+            raise RefitDiverged(f"the loss became non-finite in epoch {epoch} ({phase} phase)")
         advice = (
             f"lower learning_rate (now {self.config.learning_rate}) or look for "
             "extreme values in X or y"
