@@ -367,7 +367,7 @@ class Trainer:
                 warm_up=phase.baseline_epoch is None,
             )
         try:
-            for epoch_in_phase in range(min(n_epochs, self._planned_epochs(phase.name, n_epochs))):
+            for epoch_in_phase in range(self._planned_epochs(phase.name, n_epochs)):
                 start = time.perf_counter()
                 batches = stream.take(per_epoch)
                 train_loss = self._global_epoch(
@@ -402,11 +402,11 @@ class Trainer:
         return best_epoch
 
     def _planned_epochs(self, phase: str, budget: int) -> int:
-        """Epochs the phase may run: ``budget``, or the plan's count in a refit."""
+        """Epochs the phase may run: ``budget``, in a refit at most the plan's count."""
         plan = self.config.epoch_plan
         if plan is None:
             return budget
-        return plan.shared if phase == "shared" else int(plan.experts.max(initial=0))
+        return min(budget, plan.shared if phase == "shared" else int(plan.experts.max(initial=0)))
 
     def _batches(self, train: Split) -> tuple[BatchStream, int, int]:
         """A phase's minibatches: the stream, steps per epoch, and the epoch budget."""
