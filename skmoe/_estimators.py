@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import math
 import os
@@ -95,6 +96,7 @@ class _BaseMoE(BaseEstimator):
         "validation_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "refit": [StrOptions({"auto"}), "boolean"],
+        "probe_members": [Interval(Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
@@ -129,6 +131,7 @@ class _BaseMoE(BaseEstimator):
         validation_fraction: float | str = "auto",
         n_iter_no_change: int = 10,
         refit: bool | str = "auto",
+        probe_members: int | None = 2,
         warm_start: bool = False,
         checkpoint_dir=None,
         checkpoint_every: int = 10,
@@ -159,6 +162,7 @@ class _BaseMoE(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.refit = refit
+        self.probe_members = probe_members
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -233,9 +237,10 @@ class _BaseMoE(BaseEstimator):
             val = (self.encoder_.transform(X_val), self._y_array(self._scale_target(y_val)), w_val)
         train = (Z_tr, self._y_array(y_tr), w_tr)
         config = self._train_config(len(Z_tr), val is not None)
-        first = outcome = self._train(train, val, config, seed, grow)
         held_out = 0 if val is None else len(val[0])
-        if not outcome.interrupted and self._refits(given_val, grow, held_out, len(Z_tr)):
+        refits = self._refits(given_val, grow, held_out, len(Z_tr))
+        first = outcome = self._train(train, val, config, seed, grow, probe=refits)
+        if not outcome.interrupted and refits:
             outcome = self._refit(outcome, train, val, config, seed)
         if outcome.interrupted:
             if not outcome.history.phase:  # not one epoch done: nothing to keep
@@ -368,8 +373,14 @@ class _BaseMoE(BaseEstimator):
             average_epochs=self.weight_averaging,
         )
 
-    def _train(self, train, val, config: engine.TrainConfig, seed: int, grow: bool) -> engine.FitOutcome:
-        """Hand the encoded rows to the engine: a new fit, or a warm start that grows."""
+    def _train(
+        self, train, val, config: engine.TrainConfig, seed: int, grow: bool, probe: bool = False
+    ) -> engine.FitOutcome:
+        """Hand the encoded rows to the engine: a new fit, or a warm start that grows.
+
+        ``probe``: a refit follows, so this fit only chooses its epochs and
+        runs ``probe_members`` members (see ``probe_members``).
+        """
         checkpoint = {}
         if self.checkpoint_dir is not None:
             checkpoint = dict(
@@ -381,9 +392,10 @@ class _BaseMoE(BaseEstimator):
                 self._architecture(), self.network_, self.best_epoch_, train, val, config, seed,
                 self._loss, epoch_offset=self.n_iter_, **checkpoint,
             )
-        return engine.fit_new(
-            self._architecture(), self._n_outputs(), train, val, config, seed, self._loss, **checkpoint
-        )
+        arch = self._architecture()
+        if probe and self.probe_members is not None and self.checkpoint_dir is None:
+            arch = dataclasses.replace(arch, members=min(self.probe_members, arch.members))
+        return engine.fit_new(arch, self._n_outputs(), train, val, config, seed, self._loss, **checkpoint)
 
     def _refits(self, given_val: bool, grow: bool, held_out: int, n_train: int) -> bool:
         """Whether a refit on all rows follows this fit (see ``refit``)."""
@@ -975,6 +987,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         validation_fraction: float | str = "auto",
         n_iter_no_change: int = 10,
         refit: bool | str = "auto",
+        probe_members: int | None = 2,
         warm_start: bool = False,
         checkpoint_dir=None,
         checkpoint_every: int = 10,
@@ -1007,6 +1020,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
             refit=refit,
+            probe_members=probe_members,
             warm_start=warm_start,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
