@@ -110,10 +110,13 @@ COMMON_PARAMS_DOC = """
         After early stopping, fit the mixture again on all rows, the held-out
         validation rows included, for the epochs early stopping chose: the
         shared phase for its best epoch count, each expert for its own. The
-        refit keeps the first fit's encoding, routing and initial weights and
-        checks nothing on held-out rows; it costs 1.35-1.9x the fit time of a
-        single fit (the epochs after the best are not repeated) and raised
-        every table of the accuracy suite (``docs/benchmarks.md``).
+        refit keeps the first fit's encoding and routing, draws its initial
+        weights from the same seed and checks nothing on held-out rows. It
+        raised every table of the accuracy suite (``docs/benchmarks.md``).
+        Since the first fit then only chooses epochs, it runs fewer members
+        (``probe_members``): the two fits together took 0.70-1.17x the time
+        of one early-stopped fit of all members on the suite's tables
+        (1.3-1.9x with ``probe_members=None``).
         ``history_`` records both fits, the refit's phases as ``"refit
         shared"`` and ``"refit specialise"``, and ``best_epoch_`` counts the
         refit's epochs. ``"auto"`` refits when rows were held out from ``X``
@@ -122,6 +125,17 @@ COMMON_PARAMS_DOC = """
         the model, not on a table too small for early stopping. ``True``
         refits wherever rows were held out and raises with
         ``early_stopping=False``, ``X_val`` or a growing warm start.
+    probe_members : int or None, default=2
+        Members per expert of the early-stopped fit that a refit follows.
+        That fit only chooses the refit's epochs, and the refit runs all
+        ``expert_members``; with 2 members instead of 8 the early-stopped fit
+        costs about a third (``docs/benchmarks.md``). Its validation losses
+        are those in ``history_`` and ``validation_scores_``. ``None`` runs
+        all members in both fits. Unused without a refit, and with
+        ``checkpoint_dir`` (checkpoints are models a warm start resumes, so
+        they have all members). Should the refit fail (interrupted, or its
+        loss non-finite), the model is the early-stopped fit, with its
+        ``probe_members`` members per expert, and a warning says so.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` goes on from the fitted
         model instead of starting over: if ``n_experts`` was raised, the
@@ -199,7 +213,9 @@ COMMON_ATTRS_DOC = """
     loss_curve_ : list of float
         Training loss at each epoch, across both phases.
     validation_scores_ : list of float
-        Negative validation loss at each epoch (NaN without validation data).
+        Negative validation loss at each epoch (NaN without validation data,
+        and in the refit on all rows; the early-stopped fit's come from
+        ``probe_members`` members where a refit followed it).
     n_iter_ : int
         Number of epochs run, across both phases (on tables of more than
         65,536 training rows, epochs of 65,536 rows; see ``max_epochs``).

@@ -408,26 +408,21 @@ class _BaseMoE(BaseEstimator):
     def _refit(self, first: engine.FitOutcome, train, val, config: engine.TrainConfig, seed: int):
         """``first`` fitted again on the training and validation rows together.
 
-        The same encoding, routing, minibatch size and initial weights; the
-        epochs early stopping kept in ``first``. Interrupted, ``first`` stays
-        (the checkpoints, if any, are ``first``'s too), and so does a refit
-        that diverged.
+        The same encoding, routing, minibatch size and seed; the epochs early
+        stopping kept in ``first``, which may have run fewer members (a probe,
+        see ``probe_members``). Interrupted, ``first`` stays (the checkpoints,
+        if any, are ``first``'s too), and so does a refit that diverged.
         """
         rows = tuple(np.concatenate(parts) for parts in zip(train, val))
         outcome = engine.refit(self._architecture(), first, self._n_outputs(), rows, config, seed, self._loss)
-        if isinstance(outcome, str):
-            warnings.warn(
-                f"The refit on all rows diverged ({outcome}); the model is the "
-                "early-stopped fit on the training rows, as with refit=False.",
-                ConvergenceWarning,
-            )
-            return first
-        if outcome.interrupted:
-            warnings.warn(
-                "The refit on all rows was interrupted (KeyboardInterrupt); the model "
-                "is the early-stopped fit on the training rows, as with refit=False.",
-                UserWarning,
-            )
+        if isinstance(outcome, str) or outcome.interrupted:
+            members = engine.architecture(first.network)["expert_members"]
+            kept = (f"the model is the early-stopped fit on the training rows ({members} "
+                    f"members per expert), as with refit=False and expert_members={members}.")
+            if isinstance(outcome, str):
+                warnings.warn(f"The refit on all rows diverged ({outcome}); {kept}", ConvergenceWarning)
+            else:
+                warnings.warn(f"The refit on all rows was interrupted (KeyboardInterrupt); {kept}", UserWarning)
             return first
         return outcome
 
@@ -744,9 +739,8 @@ class _BaseMoE(BaseEstimator):
 
     def __setstate__(self, state):
         saved = state.pop("_skmoe_versions", None)
-        # Pickled before weight averaging or the refit existed: fitted without them.
-        state.setdefault("weight_averaging", 0.0)
-        state.setdefault("refit", False)
+        for name, before in _model_state.PARAMS_BEFORE.items():  # pickled before it existed
+            state.setdefault(name, before)
         if saved is not None:
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
         super().__setstate__(_model_state.components_from_plain(state))

@@ -22,6 +22,18 @@ from ._table import TableSchema
 from ._torch import api as engine
 from .exceptions import ModelFileError
 
+# Parameters added after models were first saved, with the value that says
+# how a model written (or pickled) before each existed was fitted: no
+# piecewise-linear view, single-MLP experts, no weight averaging, no refit on
+# all rows, and an early-stopped fit of all members.
+PARAMS_BEFORE = {
+    "numeric_bins": 0,
+    "expert_members": 1,
+    "weight_averaging": 0.0,
+    "refit": False,
+    "probe_members": None,
+}
+
 
 def estimator_state(est) -> tuple[dict, dict[str, np.ndarray], list[dict]]:
     """``(header, arrays, expert shards)`` of a fitted estimator."""
@@ -95,14 +107,7 @@ def estimator_from_state(header: dict, arrays: dict, network, classes: dict[str,
     try:
         est = classes[name](**_params_from_json(header["params"]))
         fitted = header["fitted"]
-        if "numeric_bins" not in header["params"]:  # written before the piecewise-linear view
-            est.set_params(numeric_bins=0)
-        if "expert_members" not in header["params"]:  # written before ensemble experts
-            est.set_params(expert_members=1)
-        if "weight_averaging" not in header["params"]:  # written before weight averaging
-            est.set_params(weight_averaging=0.0)
-        if "refit" not in header["params"]:  # written before the refit on all rows
-            est.set_params(refit=False)
+        est.set_params(**{k: v for k, v in PARAMS_BEFORE.items() if k not in header["params"]})
         n_features = int(fitted["n_features_in_"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None

@@ -430,11 +430,14 @@ def test_file_from_before_stored_bin_edges_derives_them(table, tmp_path):
     np.testing.assert_array_equal(fresh.bin_edges(), model.encoder_.numeric_.edges_)
 
 
-@pytest.mark.parametrize(("param", "before"), [("weight_averaging", 0.0), ("refit", False)])
+@pytest.mark.parametrize(("param", "before"), [
+    ("weight_averaging", 0.0), ("refit", False), ("probe_members", None), ("numeric_bins", 0),
+])
 def test_files_and_pickles_from_before_a_parameter_say_it_was_off(table, tmp_path, param, before):
-    """Models fitted before ``weight_averaging`` or ``refit`` existed had
-    neither: loaded, their parameters say so, so fitting them again fits them
-    as they were fitted."""
+    """Models fitted before ``weight_averaging``, ``refit`` or the probe
+    existed had none of them (the early-stopped fit ran all members):
+    loaded, their parameters say so, so fitting them again fits them as they
+    were fitted."""
     import pickle
 
     X, y = table

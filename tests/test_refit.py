@@ -175,3 +175,63 @@ def test_a_refit_that_diverges_keeps_the_early_stopped_fit(monkeypatch):
         model = MoERegressor(**FAST).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), once.predict(X))
     assert model.history_["phase"] == once.history_["phase"]
+
+
+def _first_fit_losses(model) -> list[float]:
+    phases = model.history_["phase"]
+    first = [i for i, p in enumerate(phases) if not p.startswith("refit")]
+    return [model.history_["validation_loss"][i] for i in first]
+
+
+def test_the_fit_a_refit_follows_is_a_probe_of_fewer_members():
+    """With a refit to follow, early stopping runs ``probe_members`` members
+    per expert: the same fit as ``expert_members=probe_members,
+    refit=False``; the refit runs them all."""
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    wide = {**FAST, "expert_members": 4}
+    model = MoERegressor(**wide).fit(X, y)
+    probe = MoERegressor(**FAST, refit=False).fit(X, y)  # FAST: 2 members, the default probe
+    assert _first_fit_losses(model) == probe.history_["validation_loss"]
+    assert api.architecture(model.network_)["expert_members"] == 4
+    full = MoERegressor(**wide, probe_members=None).fit(X, y)
+    alone = MoERegressor(**wide, refit=False).fit(X, y)
+    assert _first_fit_losses(full) == alone.history_["validation_loss"]
+    assert not np.array_equal(full.predict(X), model.predict(X))
+    # No refit, no probe: the fit runs all members.
+    assert api.architecture(alone.network_)["expert_members"] == 4
+    # A probe wider than the experts runs as many members as they have.
+    narrow = MoERegressor(**{**FAST, "expert_members": 1}, probe_members=3).fit(X, y)
+    assert _first_fit_losses(narrow) == MoERegressor(
+        **{**FAST, "expert_members": 1}, refit=False).fit(X, y).history_["validation_loss"]
+
+
+def test_checkpoints_of_a_refitted_fit_are_models_of_all_members(tmp_path):
+    """A checkpoint must be a model a warm start can resume, so with
+    ``checkpoint_dir`` the early-stopped fit runs all members."""
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    wide = {**FAST, "expert_members": 4}
+    model = MoERegressor(**wide, checkpoint_dir=tmp_path / "ckpt").fit(X, y)
+    alone = MoERegressor(**wide, refit=False).fit(X, y)
+    assert _first_fit_losses(model) == alone.history_["validation_loss"]
+    resumed = MoERegressor(**wide, refit=False, warm_start=True, checkpoint_dir=tmp_path / "ckpt")
+    resumed.fit(X, y)  # the final model's architecture: it resumes without error
+    assert api.architecture(resumed.network_)["expert_members"] == 4
+
+
+def test_a_failed_refit_keeps_the_probe_and_says_so(monkeypatch, tmp_path):
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    probe = MoERegressor(**FAST, refit=False).fit(X, y)
+    real = training.Trainer._global_epoch
+
+    def interrupt_the_refit(self, *args, **kwargs):
+        if self.phase_prefix:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "_global_epoch", interrupt_the_refit)
+    with pytest.warns(UserWarning, match=r"\(2 members per expert\), as with refit=False and expert_members=2"):
+        model = MoERegressor(**{**FAST, "expert_members": 4}).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), probe.predict(X))
+    assert api.architecture(model.network_)["expert_members"] == 2
+    model.save(tmp_path / "m")  # a model like any other
+    np.testing.assert_array_equal(skmoe.load(tmp_path / "m").predict(X), probe.predict(X))

@@ -202,8 +202,9 @@ def refit(
 ) -> FitOutcome | str:
     """Fit ``first``'s mixture again on ``rows`` (its training and validation rows together).
 
-    The refit keeps ``first``'s router (the same cells) and starts from the
-    same initial weights; each phase and each expert runs the epochs whose
+    The refit keeps ``first``'s router (the same cells) and draws its initial
+    weights from the same seed (the same weights where ``arch`` has as many
+    members as ``first``, which may be a cheaper probe with fewer); each phase and each expert runs the epochs whose
     weights early stopping kept in ``first`` (:class:`EpochPlan`), with no
     validation. The returned history is ``first``'s, then the refit's epochs,
     their phases prefixed with ``"refit "``. A refit whose loss becomes
