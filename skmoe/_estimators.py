@@ -225,23 +225,27 @@ class _BaseMoE(BaseEstimator):
         given_val = X_val is not None
         X, y, w, seed, n_distinct = self._training_rows(X, y, sample_weight, grow)
         X_tr, y_tr, w_tr, val = self._hold_out(X, y, w, X_val, y_val, seed, n_distinct)
+        X_val = None if val is None else val[0]
         if grow:  # the grown experts keep the encoding they were trained on
             y_tr = self._scale_target(y_tr)
-            Z_tr = self.encoder_.transform(X_tr)
+            Z = self.encoder_.transform(X_tr if X_val is None else np.concatenate([X_tr, X_val]))
         else:
             y_tr = self._fit_target_scaling(y_tr, w_tr)
             self.encoder_ = TableEncoder(self.schema_.is_categorical_, self.numeric_bins)
-            Z_tr = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed)
+            Z = self.encoder_.fit_transform(X_tr, w_tr, *self._encoding_target(y_tr), seed, then=X_val)
+        # One array of the encoded rows, training rows first: the fit sees two
+        # views of it, the refit all of it.
+        n_train = len(X_tr)
+        train = (Z[:n_train], self._y_array(y_tr), w_tr)
         if val is not None:
-            X_val, y_val, w_val = val
-            val = (self.encoder_.transform(X_val), self._y_array(self._scale_target(y_val)), w_val)
-        train = (Z_tr, self._y_array(y_tr), w_tr)
-        config = self._train_config(len(Z_tr), val is not None)
+            val = (Z[n_train:], self._y_array(self._scale_target(val[1])), val[2])
+        config = self._train_config(n_train, val is not None)
         held_out = 0 if val is None else len(val[0])
-        refits = self._refits(given_val, grow, held_out, len(Z_tr))
+        refits = self._refits(given_val, grow, held_out, n_train)
         first = outcome = self._train(train, val, config, seed, grow, probe=refits)
         if not outcome.interrupted and refits:
-            outcome = self._refit(outcome, train, val, config, seed)
+            rows = (Z, *(np.concatenate(parts) for parts in zip(train[1:], val[1:])))
+            outcome = self._refit(outcome, rows, config, seed)
         if outcome.interrupted:
             if not outcome.history.phase:  # not one epoch done: nothing to keep
                 raise KeyboardInterrupt
@@ -405,15 +409,14 @@ class _BaseMoE(BaseEstimator):
         # 655,360 rows on, with the "auto" split) they are not worth another fit.
         return self.refit is True or held_out >= _AUTO_REFIT_MIN_SHARE * (n_train + held_out)
 
-    def _refit(self, first: engine.FitOutcome, train, val, config: engine.TrainConfig, seed: int):
-        """``first`` fitted again on the training and validation rows together.
+    def _refit(self, first: engine.FitOutcome, rows, config: engine.TrainConfig, seed: int):
+        """``first`` fitted again on ``rows``, the training and validation rows together.
 
         The same encoding, routing, minibatch size and seed; the epochs early
         stopping kept in ``first``, which may have run fewer members (a probe,
         see ``probe_members``). Interrupted, ``first`` stays (the checkpoints,
         if any, are ``first``'s too), and so does a refit that diverged.
         """
-        rows = tuple(np.concatenate(parts) for parts in zip(train, val))
         outcome = engine.refit(self._architecture(), first, self._n_outputs(), rows, config, seed, self._loss)
         if isinstance(outcome, str) or outcome.interrupted:
             members = engine.architecture(first.network)["expert_members"]

@@ -53,6 +53,12 @@ def capped_weights(weights: np.ndarray, n_bins: int) -> np.ndarray:
     return np.ones_like(weights)
 
 
+# Numeric columns are encoded this many rows at a time: the views' float64
+# temporaries (a dozen arrays of the raw columns' size) then stay a few MiB a
+# column however long the table, instead of outgrowing the encoding itself.
+_ENCODE_ROWS = 16_384
+
+
 class NumericEncoder:
     """Two views of every numeric column, and indicators of missing values.
 
@@ -161,6 +167,10 @@ class NumericEncoder:
         n, d = X.shape
         if out is None:
             out = np.empty((n, self.n_outputs))
+        if n > _ENCODE_ROWS:  # every view is row by row: in blocks, temporaries stay small
+            for start in range(0, n, _ENCODE_ROWS):
+                self.transform(X[start : start + _ENCODE_ROWS], out[start : start + _ENCODE_ROWS])
+            return out
         n_bins = self._n_bins
         missing = np.isnan(X)
         X = np.where(missing, self.median_, X)
@@ -343,11 +353,15 @@ class CategoricalEncoder:
     min_frequency = 5.0
     max_levels = 64
 
-    def fit_transform(self, C, w, y=None, target_type=None, seed=0) -> np.ndarray:
-        """Fit on training codes ``C``; return their (cross-fitted) encoding.
+    def fit(self, C, w, y=None, target_type=None, seed=0) -> np.ndarray | None:
+        """Fit the slots and target tables on training codes ``C``.
 
         ``y`` and ``target_type`` (``"continuous"``, ``"binary"`` or
         ``"multiclass"``) enable the target encoding of overflowing columns.
+        Returns the cross-fitted target encodings of ``C`` ``(n, n_target)``
+        (each row encoded by the folds that did not see it), or None without
+        target-encoded columns: :meth:`transform` writes them with
+        ``cross_fitted`` for the training rows.
         """
         self.slots_, self.target_columns_, self.target_tables_ = [], [], []
         for j in range(C.shape[1]):
@@ -358,24 +372,27 @@ class CategoricalEncoder:
             self.slots_.append(codes[np.sort(frequent[: self.max_levels])])
             if len(codes) > self.max_levels and y is not None:
                 self.target_columns_.append(j)
-        onehot = self._onehot(C)
         if not self.target_columns_:
-            return onehot
+            return None
         encoder = _target_encoder(target_type, seed)
         encoded = encoder.fit_transform(C[:, self.target_columns_], y)
         self.target_tables_ = _target_tables(encoder)
-        return np.hstack([onehot, encoded])
+        return encoded
 
     @property
     def n_outputs(self) -> int:
         n_target = sum(len(default) for _, _, default in self.target_tables_)
         return sum(len(s) + 1 for s in self.slots_) + n_target
 
-    def transform(self, C: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The one-hot slots and target encodings of codes ``C``, into ``out`` if given."""
+    def transform(self, C: np.ndarray, out: np.ndarray | None = None, cross_fitted=None) -> np.ndarray:
+        """The one-hot slots and target encodings of codes ``C``, into ``out`` if given;
+        ``cross_fitted``: the training rows' target encodings, as :meth:`fit` returned."""
         if out is None:
             out = np.empty((len(C), self.n_outputs))
         start = self._onehot(C, out).shape[1]
+        if cross_fitted is not None:
+            out[:, start:] = cross_fitted
+            return out
         # As TargetEncoder.transform: a code seen in fit gets its encoding, any
         # other the target mean.
         for j, (codes, encodings, default) in zip(self.target_columns_, self.target_tables_):
@@ -469,15 +486,27 @@ class TableEncoder:
         self.is_categorical = is_categorical
         self.n_bins = n_bins
 
-    def fit_transform(self, X, w, y=None, target_type=None, seed=0) -> np.ndarray:
-        """Fit on the training rows and return their encoding (float32)."""
-        numeric = X[:, ~self.is_categorical]
+    def fit_transform(self, X, w, y=None, target_type=None, seed=0, then=None) -> np.ndarray:
+        """Fit on the training rows ``X`` and return their encoding (float32).
+
+        ``then``: more rows (the validation rows), encoded by the fitted
+        encoder after ``X``'s rows in the same array (``Z[len(X):]``). The
+        training and validation rows then sit in one allocation, which the
+        refit on all rows trains on as it is, with no concatenated copy.
+        Every block is written in place, so the peak is about the encoding
+        itself (a float64 copy of the whole and its cast held it about four times).
+        """
+        numeric, categorical = X[:, ~self.is_categorical], X[:, self.is_categorical]
         self.numeric_ = NumericEncoder(self.n_bins).fit(numeric, w)
         self.categorical_ = CategoricalEncoder()
-        categorical = self.categorical_.fit_transform(
-            X[:, self.is_categorical], w, y, target_type, seed
-        )
-        return np.hstack([self.numeric_.transform(numeric), categorical]).astype(np.float32)
+        cross_fitted = self.categorical_.fit(categorical, w, y, target_type, seed)
+        out = np.empty((len(X) + (0 if then is None else len(then)), self.n_outputs), dtype=np.float32)
+        Z, n_numeric = out[: len(X)], self.numeric_.n_outputs
+        self.numeric_.transform(numeric, Z[:, :n_numeric])
+        self.categorical_.transform(categorical, Z[:, n_numeric:], cross_fitted)
+        if then is not None:
+            self.transform(then, out[len(X) :])
+        return out
 
     @property
     def n_outputs(self) -> int:
@@ -543,9 +572,11 @@ class TableEncoder:
             columns.append(np.asarray(names, dtype=object)[block.argmax(axis=1)])
         return columns
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """The encoding of codes ``X`` as float32, each block written in place."""
-        out = np.empty((len(X), self.n_outputs), dtype=np.float32)
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The encoding of codes ``X`` as float32, each block written in place
+        (into ``out`` ``(n, n_outputs)`` if given)."""
+        if out is None:
+            out = np.empty((len(X), self.n_outputs), dtype=np.float32)
         n_numeric = self.numeric_.n_outputs
         self.numeric_.transform(X[:, ~self.is_categorical], out[:, :n_numeric])
         self.categorical_.transform(X[:, self.is_categorical], out[:, n_numeric:])

@@ -235,3 +235,28 @@ def test_a_failed_refit_keeps_the_probe_and_says_so(monkeypatch, tmp_path):
     assert api.architecture(model.network_)["expert_members"] == 2
     model.save(tmp_path / "m")  # a model like any other
     np.testing.assert_array_equal(skmoe.load(tmp_path / "m").predict(X), probe.predict(X))
+
+
+def test_the_refit_trains_on_the_fit_s_encoded_rows_without_a_copy(monkeypatch):
+    """The encoded training and validation rows are one array: the fit sees
+    two views of it and the refit all of it, so the refit holds no second
+    copy of the encoded table."""
+    seen = {}
+    real_fit, real_refit = api.fit_new, api.refit
+
+    def fit_new(arch, n_outputs, train, val, *args, **kwargs):
+        seen["train"], seen["val"] = train[0], val[0]
+        return real_fit(arch, n_outputs, train, val, *args, **kwargs)
+
+    def refit(arch, first, n_outputs, rows, *args, **kwargs):
+        seen["rows"] = rows[0]
+        return real_refit(arch, first, n_outputs, rows, *args, **kwargs)
+
+    monkeypatch.setattr(api, "fit_new", fit_new)
+    monkeypatch.setattr(api, "refit", refit)
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    MoERegressor(**FAST).fit(X, y)
+    rows, train, val = seen["rows"], seen["train"], seen["val"]
+    assert len(rows) == len(train) + len(val) == 1500
+    assert np.shares_memory(rows, train) and np.shares_memory(rows, val)
+    np.testing.assert_array_equal(rows, np.concatenate([train, val]))

@@ -336,3 +336,60 @@ def test_encoding_written_in_place_equals_the_views_concatenated():
     out = encoder.transform(new)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, expected)
+
+
+def _mixed_codes(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    numeric = rng.normal(size=(n, 3))
+    numeric[:, 1] = rng.integers(0, 3, n)
+    numeric[rng.random(n) < 0.1, 2] = np.nan
+    codes = np.column_stack([rng.integers(0, 4, n), rng.integers(0, 200, n)]).astype(float)
+    return np.hstack([numeric, codes]), rng.normal(size=n), np.array([False, False, False, True, True])
+
+
+def test_fitting_the_encoding_writes_the_training_and_validation_rows_into_one_array():
+    """``fit_transform(X, then=X_val)``: the training rows' encoding (target
+    columns cross-fitted, as before the in-place writing: the float64 blocks
+    stacked and cast once), then ``transform(X_val)``, in one float32 array."""
+    from skmoe._preprocessing import TableEncoder
+
+    X, y, is_categorical = _mixed_codes(3000)
+    X_tr, X_val = X[:2500], X[2500:]
+    encoder = TableEncoder(is_categorical, n_bins=16)
+    Z = encoder.fit_transform(X_tr, np.ones(2500), y[:2500], "continuous", 0, then=X_val)
+    assert Z.dtype == np.float32 and Z.shape == (3000, encoder.n_outputs) and Z.flags.c_contiguous
+    np.testing.assert_array_equal(Z[2500:], encoder.transform(X_val))
+    # The training rows as the blocks of fit, stacked in float64 and cast once.
+    categorical = encoder.categorical_
+    cross_fitted = categorical.fit(X_tr[:, is_categorical], np.ones(2500), y[:2500], "continuous", 0)
+    expected = np.hstack([
+        encoder.numeric_.transform(X_tr[:, ~is_categorical]),
+        categorical.transform(X_tr[:, is_categorical], cross_fitted=cross_fitted),
+    ]).astype(np.float32)
+    np.testing.assert_array_equal(Z[:2500], expected)
+    # Cross-fitted: not the tables' lookups that transform gives new rows.
+    assert not np.array_equal(Z[:2500], encoder.transform(X_tr))
+    alone = TableEncoder(is_categorical, n_bins=16).fit_transform(X_tr, np.ones(2500), y[:2500], "continuous", 0)
+    np.testing.assert_array_equal(alone, Z[:2500])
+
+
+def test_fitting_the_encoding_holds_little_more_than_the_encoding():
+    """The fit's encoding is written block by block into its float32 array:
+    its peak is the array and temporaries of the raw columns' size (the
+    quantile view's search), no float64 copy of the whole encoding (which,
+    stacked and cast, held it about four times)."""
+    import tracemalloc
+
+    from skmoe._preprocessing import TableEncoder
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 20))
+    encoder = TableEncoder(np.zeros(20, dtype=bool), n_bins=32)
+    tracemalloc.start()
+    try:
+        Z = encoder.fit_transform(X, np.ones(len(X)), then=X[:2000])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert Z.shape == (22_000, 34 * 20)
+    assert peak < 2.5 * Z.nbytes, (peak / Z.nbytes)  # 1.8 here

@@ -42,12 +42,26 @@ from .stopping import EarlyStopping
 
 @dataclass
 class CellRows:
-    """The rows of a group's cells, concatenated expert by expert."""
+    """The rows of a group's cells, expert by expert.
+
+    Shipped to a worker, ``X``, ``y`` and ``w`` hold the cells' rows,
+    concatenated. In the fitting process they can be the whole table and
+    ``index`` its rows, cell by cell: the same rows without a copy of them.
+    """
 
     X: np.ndarray  # (n, d) float32
     y: np.ndarray  # (n, o) float32, or (n,) int64 for classification
     w: np.ndarray  # (n,) float32
     counts: np.ndarray  # (n_group,) rows of each expert, in order
+    index: np.ndarray | None = None  # (counts.sum(),) rows of X, cell by cell; None: all of X
+
+    def expert_rows(self, device: torch.device) -> list[torch.Tensor]:
+        """Each expert's row indices into ``X``."""
+        if self.index is None:
+            ends = np.cumsum(self.counts)
+            return [torch.arange(end - n, end, device=device) for n, end in zip(self.counts, ends)]
+        index = torch.from_numpy(self.index).to(device)
+        return list(index.split([int(n) for n in self.counts]))
 
 
 @dataclass
@@ -139,7 +153,7 @@ class _Run:
         self.X = torch.from_numpy(job.train.X).to(**to)
         self.y = torch.from_numpy(job.train.y).to(**to)
         self.w = torch.from_numpy(job.train.w).to(**to)
-        self.rows = _ranges(job.train.counts, self.device)
+        self.rows = job.train.expert_rows(self.device)
         # One program for all experts on accelerators (see .batched); on the
         # CPU a loop over the experts is as fast and keeps earlier fits' bits.
         self.batched = job.batched if job.batched is not None else self.device.type != "cpu"
@@ -166,7 +180,7 @@ class _Run:
                 torch.from_numpy(job.val.X).to(**to),
                 torch.from_numpy(job.val.y).to(**to),
                 torch.from_numpy(job.val.w).to(**to),
-                _ranges(job.val.counts, self.device),
+                job.val.expert_rows(self.device),
             )
             self.val_weight = np.array([float(self.val[2][r].double().sum()) for r in self.val[3]])
         self.train_sums: list[np.ndarray] = []
@@ -422,12 +436,6 @@ class _Run:
 def _rows_of(stacks: list[torch.Tensor], index: torch.Tensor | None) -> list[torch.Tensor]:
     """The experts ``index`` of each stack (all of them for None)."""
     return stacks if index is None else [t[index] for t in stacks]
-
-
-def _ranges(counts, device) -> list[torch.Tensor]:
-    """Row indices of each expert's block, from the block sizes."""
-    ends = np.cumsum(counts)
-    return [torch.arange(end - n, end, device=device) for n, end in zip(counts, ends)]
 
 
 def expert_groups(cell_sizes: np.ndarray, n_groups: int) -> list[np.ndarray]:

@@ -521,7 +521,8 @@ class Trainer:
         train_host = _host(train)
         val_host = _host(val) if val is not None else None
         jobs = (
-            self._expert_job(bank, g, train_host, cells, val_host, val_cells, seeds, (n_steps, epoch_steps))
+            self._expert_job(bank, g, (train_host, cells), (val_host, val_cells), seeds,
+                             (n_steps, epoch_steps), shipped=bool(n_workers))
             for g in groups
         )
         return jobs, len(groups), sizes
@@ -579,17 +580,20 @@ class Trainer:
             ConvergenceWarning,
         )
 
-    def _expert_job(self, bank, group, train, cells, val, val_cells, seeds, steps) -> ExpertJob:
+    def _expert_job(self, bank, group, train, val, seeds, steps, shipped: bool) -> ExpertJob:
         """The job of the experts in ``group``: their weights and their cells' rows.
 
-        ``steps``: optimizer steps per pass over the cells, and per epoch."""
+        ``train`` and ``val``: the host rows and each expert's cell of them
+        (``val`` rows None without validation); ``steps``: optimizer steps per
+        pass over the cells, and per epoch; ``shipped``: the job goes to a
+        worker, with its own copy of its rows."""
         return ExpertJob(
             experts=group,
             states=[[p.cpu().numpy() for p in bank.expert_state(int(e))] for e in group],
             n_layers=len(bank.weights),
             prelu=bank.prelu,
-            train=_cell_rows(train, cells, group),
-            val=_cell_rows(val, val_cells, group) if val is not None else None,
+            train=_cell_rows(*train, group, shipped),
+            val=_cell_rows(*val, group, shipped) if val[0] is not None else None,
             seeds=seeds[group],
             n_steps=steps[0],
             epoch_steps=steps[1],
@@ -735,11 +739,16 @@ def _host(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return split.X.cpu().numpy(), split.y.cpu().numpy(), split.w.cpu().numpy()
 
 
-def _cell_rows(host, cells: list[torch.Tensor], group: np.ndarray) -> CellRows:
-    """The rows of ``group``'s cells, expert after expert, each in cell order."""
+def _cell_rows(host, cells: list[torch.Tensor], group: np.ndarray, shipped: bool) -> CellRows:
+    """The rows of ``group``'s cells, expert after expert, each in cell order:
+    copied out for a job ``shipped`` to a worker, else indices into ``host``
+    (no second copy of the table in this process)."""
     X, y, w = host
     idx = np.concatenate([cells[e].cpu().numpy() for e in group])
-    return CellRows(X[idx], y[idx], w[idx], np.array([len(cells[e]) for e in group]))
+    counts = np.array([len(cells[e]) for e in group])
+    if shipped:
+        return CellRows(X[idx], y[idx], w[idx], counts)
+    return CellRows(X, y, w, counts, idx)
 
 
 def _load_results(bank: ExpertBank, results: list[ExpertResult]) -> None:
