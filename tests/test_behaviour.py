@@ -294,8 +294,10 @@ def test_divergence_keeps_the_last_good_weights_and_warns(
     from sklearn.exceptions import ConvergenceWarning
 
     X, y = friedman
+    # The phases of one early-stopped fit (a refit's failures: test_refit.py).
     model = _FaultyRegressor(
-        steps_before_fault=steps, n_experts=2, router=router, early_stopping=early_stopping, **FAST
+        steps_before_fault=steps, n_experts=2, router=router, early_stopping=early_stopping,
+        refit=False, **FAST,
     )
     with pytest.warns(ConvergenceWarning, match=f"non-finite in epoch .* \\({phase} phase\\)"):
         model.fit(X, y)
@@ -318,9 +320,9 @@ def test_keyboard_interrupt_leaves_a_usable_model_and_says_so(
     friedman, router, early_stopping, phase, steps
 ):
     X, y = friedman
-    model = _FaultyRegressor(
+    model = _FaultyRegressor(  # one early-stopped fit, as above
         fault="interrupt", steps_before_fault=steps, n_experts=2, router=router,
-        early_stopping=early_stopping, **FAST,
+        early_stopping=early_stopping, refit=False, **FAST,
     )
     with pytest.warns(UserWarning, match=f"interrupted .* in the {phase} phase"):
         model.fit(X, y)
@@ -362,3 +364,25 @@ def test_parameter_counts_and_expert_usage(friedman, router, top_k):
         # usage is what apply() reports (up to float32 / float64 ties).
         usage = np.bincount(model.apply(X), minlength=4) / len(X)
         assert np.abs(usage - model.expert_usage_).max() < 0.01
+
+
+def test_an_interrupt_during_an_expert_s_validation_leaves_a_usable_model(friedman, monkeypatch):
+    """Ctrl-C between an epoch's training and its validation: the epochs so
+    far are kept, each with both losses (the half-recorded epoch once made
+    the history's arrays disagree and the fit crash)."""
+    from skmoe._torch import specialise
+
+    real, calls = specialise._Run._val_losses, []
+
+    def interrupted(self):
+        calls.append(1)
+        if len(calls) == 4:  # the start, two epochs, then Ctrl-C
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(specialise._Run, "_val_losses", interrupted)
+    X, y = friedman
+    with pytest.warns(UserWarning, match="interrupted .* in the specialise phase"):
+        model = MoERegressor(n_experts=2, refit=False, **FAST).fit(X, y)
+    assert model.history_["phase"].count("specialise") == 2
+    assert np.isfinite(model.predict(X)).all()

@@ -296,3 +296,25 @@ def test_auto_search_uses_the_tree_from_256_experts():
     many = MoERegressor(n_experts=256, expert_width=8, max_epochs=1, random_state=0).fit(X, y)
     assert few.network_.router.tree is None
     assert many.network_.router.tree is not None
+
+
+def test_growing_a_learned_router_copies_only_fitted_experts():
+    """When one expert holds most rows, growth splits it, then splits its
+    copies again: every new expert must still come from a fitted one (the
+    copies' own indices do not exist in the fitted network)."""
+    from skmoe._torch.experts import ExpertBank
+    from skmoe._torch.routing import LearnedRouter, MoENetwork
+    from skmoe._torch.steering import grow_network
+
+    router = LearnedRouter(3, 2, 1, 0.0)
+    with torch.no_grad():
+        router.gate.weight.zero_()
+        router.gate.bias.copy_(torch.tensor([0.0, 10.0]))  # every row to expert 1
+    bank = ExpertBank(2, 3, 1, 1, 4, True)
+    bank.reset_parameters(torch.Generator().manual_seed(0))
+    Z = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    grown, source = grow_network(MoENetwork(router, bank), Z, np.ones(100), 5, 0, False)
+    np.testing.assert_array_equal(source, [0, 1, 1, 1, 1])
+    assert grown.bank.n_experts == 5
+    for e in range(1, 5):  # every copy has expert 1's weights
+        np.testing.assert_array_equal(grown.bank.weights[0][e].detach(), bank.weights[0][1].detach())

@@ -232,12 +232,14 @@ class _Run:
                 break
             start = time.perf_counter()
             sums = self._epoch_batched(epoch - 1) if self.batched else self._epoch(epoch - 1)
-            self.train_sums.append(sums)
             for e in np.flatnonzero(active & ~np.isfinite(sums)):
                 self._load(e, self.snapshots[e])  # diverged: back to its fall-back
                 self.diverged[e] = True
                 active[e] = False
             losses = self._val_losses()
+            # Recorded together once both exist: an interrupt during the
+            # validation leaves the epochs so far, each with both losses.
+            self.train_sums.append(sums)
             self.val_losses.append(losses)
             self._stop_or_keep(epoch, losses)
             self.seconds.append(time.perf_counter() - start)

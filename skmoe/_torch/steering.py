@@ -99,7 +99,7 @@ def grow_network(
             e = int(np.argmax(mass))
             mass[e] /= 2
             mass.append(mass[e])
-            source.append(e)
+            source.append(source[e])  # e may be a copy made in this loop
         new_router = router.copy_rows(torch.tensor(source))
     idx = torch.tensor(source, dtype=torch.long)
     grown = MoENetwork(new_router.to(_device(network)), bank.copy_experts(idx))
