@@ -496,16 +496,13 @@ class TableEncoder:
         Every block is written in place, so the peak is about the encoding
         itself (a float64 copy of the whole and its cast held it about four times).
         """
-        numeric, categorical = X[:, ~self.is_categorical], X[:, self.is_categorical]
-        self.numeric_ = NumericEncoder(self.n_bins).fit(numeric, w)
+        self.numeric_ = NumericEncoder(self.n_bins).fit(X[:, ~self.is_categorical], w)
         self.categorical_ = CategoricalEncoder()
-        cross_fitted = self.categorical_.fit(categorical, w, y, target_type, seed)
+        cross_fitted = self.categorical_.fit(X[:, self.is_categorical], w, y, target_type, seed)
         out = np.empty((len(X) + (0 if then is None else len(then)), self.n_outputs), dtype=np.float32)
-        Z, n_numeric = out[: len(X)], self.numeric_.n_outputs
-        self.numeric_.transform(numeric, Z[:, :n_numeric])
-        self.categorical_.transform(categorical, Z[:, n_numeric:], cross_fitted)
+        self._write(X, out[: len(X)], cross_fitted)
         if then is not None:
-            self.transform(then, out[len(X) :])
+            self._write(then, out[len(X) :])
         return out
 
     @property
@@ -577,9 +574,14 @@ class TableEncoder:
         (into ``out`` ``(n, n_outputs)`` if given)."""
         if out is None:
             out = np.empty((len(X), self.n_outputs), dtype=np.float32)
+        return self._write(X, out)
+
+    def _write(self, X: np.ndarray, out: np.ndarray, cross_fitted=None) -> np.ndarray:
+        """Each block of ``X``'s encoding into ``out``; ``cross_fitted``: the
+        training rows' target encodings (see :meth:`CategoricalEncoder.fit`)."""
         n_numeric = self.numeric_.n_outputs
         self.numeric_.transform(X[:, ~self.is_categorical], out[:, :n_numeric])
-        self.categorical_.transform(X[:, self.is_categorical], out[:, n_numeric:])
+        self.categorical_.transform(X[:, self.is_categorical], out[:, n_numeric:], cross_fitted)
         return out
 
 

@@ -142,9 +142,8 @@ def test_refit_cannot_grow_a_warm_started_model():
     assert model.network_.bank.n_experts == 4
 
 
-def test_an_interrupted_refit_keeps_the_early_stopped_fit(monkeypatch):
-    X, y = make_friedman1(n_samples=1500, random_state=0)
-    once = MoERegressor(**FAST, refit=False).fit(X, y)
+def _interrupt_the_refit(monkeypatch) -> None:
+    """Ctrl-C at the refit's first epoch; the early-stopped fit runs as usual."""
     real = training.Trainer._global_epoch
 
     def interrupt_the_refit(self, *args, **kwargs):
@@ -153,6 +152,12 @@ def test_an_interrupted_refit_keeps_the_early_stopped_fit(monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(training.Trainer, "_global_epoch", interrupt_the_refit)
+
+
+def test_an_interrupted_refit_keeps_the_early_stopped_fit(monkeypatch):
+    X, y = make_friedman1(n_samples=1500, random_state=0)
+    once = MoERegressor(**FAST, refit=False).fit(X, y)
+    _interrupt_the_refit(monkeypatch)
     with pytest.warns(UserWarning, match="refit on all rows was interrupted"):
         model = MoERegressor(**FAST, refit=True).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), once.predict(X))
@@ -221,14 +226,7 @@ def test_checkpoints_of_a_refitted_fit_are_models_of_all_members(tmp_path):
 def test_a_failed_refit_keeps_the_probe_and_says_so(monkeypatch, tmp_path):
     X, y = make_friedman1(n_samples=1500, random_state=0)
     probe = MoERegressor(**FAST, refit=False).fit(X, y)
-    real = training.Trainer._global_epoch
-
-    def interrupt_the_refit(self, *args, **kwargs):
-        if self.phase_prefix:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(training.Trainer, "_global_epoch", interrupt_the_refit)
+    _interrupt_the_refit(monkeypatch)
     with pytest.warns(UserWarning, match=r"\(2 members per expert\), as with refit=False and expert_members=2"):
         model = MoERegressor(**{**FAST, "expert_members": 4}).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), probe.predict(X))
