@@ -87,7 +87,7 @@ class _BaseMoE(BaseEstimator):
         "voronoi_search": [StrOptions({"auto", "exact", "tree"})],
         "top_k": [Interval(Integral, 1, 2, closed="both")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "lr_schedule": [StrOptions({"constant", "cosine", "refit-cosine"})],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
         "weight_averaging": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],

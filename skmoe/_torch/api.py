@@ -213,8 +213,6 @@ def refit(
     Z, _, _ = rows
     plan = EpochPlan.kept_by(first.history)
     config = dataclasses.replace(config, early_stopping=False, epoch_plan=plan)
-    if config.lr_schedule == "refit-cosine":  # the refit knows its epochs: it anneals over them
-        config = dataclasses.replace(config, lr_schedule="cosine", schedule_over_plan=True)
     trainer = Trainer(loss_fn, config, torch.Generator().manual_seed(seed),
                       epoch_offset=len(first.history.phase), phase_prefix="refit ")
 

@@ -125,9 +125,7 @@ class StackedAdamW:
             new_m = torch.lerp(m, g, 1 - beta1)
             new_v = v * beta2 + (1 - beta2) * g * g
             denom = new_v.sqrt() / bias2_sqrt.view(shape) + self.eps
-            decay = 1 - self.lr * self.weight_decay  # a float, or per expert (E,) in an annealed refit
-            decay = decay.float().view(shape) if torch.is_tensor(decay) else decay
-            new_p = p * decay - step_size.view(shape) * new_m / denom
+            new_p = p * (1 - self.lr * self.weight_decay) - step_size.view(shape) * new_m / denom
             m.copy_(torch.where(mask, new_m, m))
             v.copy_(torch.where(mask, new_v, v))
             p.copy_(torch.where(mask, new_p, p))

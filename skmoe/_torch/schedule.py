@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-SCHEDULES = ("constant", "cosine", "refit-cosine")
+SCHEDULES = ("constant", "cosine")
 
 # Rows of training between two validation checks on tables larger than this.
 EPOCH_ROWS = 65_536
@@ -34,7 +34,7 @@ def scheduled_lr(base: float, schedule: str, progress: float) -> float:
     zero along half a cosine, so that a fixed budget of epochs ends on small
     steps (the best validation epoch is still the one kept).
     """
-    if schedule != "cosine":  # "refit-cosine" is constant until a refit anneals it
+    if schedule == "constant":
         return base
     return 0.5 * base * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 

@@ -93,7 +93,6 @@ class ExpertJob:
     batched: bool | None = None  # all experts in one program (.batched); None: on accelerators
     average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
     epochs: np.ndarray | None = None  # (n_group,) fixed epochs per expert (a refit); None: stop on losses
-    schedule_over_epochs: bool = False  # each expert's schedule spans its own ``epochs``, not max_epochs
 
 
 @dataclass
@@ -204,18 +203,14 @@ class _Run:
             self.stopping.update(start, 0)
             # Without validation rows an expert cannot be checked: it keeps its start.
             self.stopping.active &= np.isfinite(start)
-        # Each expert's schedule length: its planned epochs in an annealed refit.
-        self.lengths = np.full(n, self.n_epochs)
-        if job.schedule_over_epochs and job.epochs is not None:
-            self.lengths = np.maximum(np.asarray(job.epochs), 1)
         if self.batched:
             self.optimizer = StackedAdamW(self.stacks, lr=job.learning_rate, weight_decay=job.weight_decay)
         else:
-            # One parameter group per expert where their rates differ.
-            groups = [self.params[e] for e in range(n)] if job.schedule_over_epochs else [
-                [p for params in self.params for p in params]]
             self.optimizer = torch.optim.AdamW(
-                [{"params": g} for g in groups], lr=job.learning_rate, weight_decay=job.weight_decay, foreach=True,
+                [p for params in self.params for p in params],
+                lr=job.learning_rate,
+                weight_decay=job.weight_decay,
+                foreach=True,
             )
 
     @torch.no_grad()
@@ -272,9 +267,9 @@ class _Run:
                 sums[e].append((row_loss.detach().double() * w).sum())
             if not terms:
                 continue
-            groups = self.optimizer.param_groups
-            for e, group in zip(range(len(groups)) if len(groups) > 1 else [0], groups):
-                group["lr"] = step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, int(self.lengths[e]))
+            lr = step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, self.n_epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             torch.stack(terms).sum().backward()
             self.optimizer.step()
@@ -317,10 +312,7 @@ class _Run:
             # Each expert's mean loss; summed, each gets its own gradient.
             (((row_loss * w).sum(1) / w.sum(1).clamp_min(1e-12)).sum()).backward()
             sums.index_add_(0, index, (row_loss.detach().double() * w).sum(1))
-            self.optimizer.lr = torch.tensor(
-                [step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, int(t)) for t in self.lengths],
-                dtype=torch.float64, device=self.device,
-            ) if job.schedule_over_epochs else step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, self.n_epochs)
+            self.optimizer.lr = step_lr(job.learning_rate, job.lr_schedule, epoch, step, n_steps, self.n_epochs)
             self.optimizer.step(torch.zeros(n, dtype=torch.bool, device=self.device).index_fill_(0, index, True))
             self.optimizer.zero_grad()
             if self.rate:

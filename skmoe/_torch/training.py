@@ -66,9 +66,6 @@ class TrainConfig:
     lr_schedule: str = "constant"  # or "cosine": decay to zero over max_epochs of each phase
     average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
     epoch_plan: EpochPlan | None = None  # fixed epoch counts (a refit without validation rows)
-    # A refit's schedule runs over the planned epochs of each phase and expert
-    # instead of max_epochs (lr_schedule "refit-cosine": see api.refit).
-    schedule_over_plan: bool = False
 
 
 class RefitDiverged(RuntimeError):
@@ -373,9 +370,8 @@ class Trainer:
             for epoch_in_phase in range(self._planned_epochs(phase.name, n_epochs)):
                 start = time.perf_counter()
                 batches = stream.take(per_epoch)
-                length = self._planned_epochs(phase.name, n_epochs) if config.schedule_over_plan else n_epochs
                 train_loss = self._global_epoch(
-                    phase, optimizer, train, batches, (epoch_in_phase, length), average
+                    phase, optimizer, train, batches, (epoch_in_phase, n_epochs), average
                 )
                 if not math.isfinite(train_loss):
                     best_state = self._diverged(phase.name, best_state or last_good)
@@ -612,7 +608,6 @@ class Trainer:
             lr_schedule=self.config.lr_schedule,
             average_epochs=self.config.average_epochs,
             epochs=plan.experts[group] if (plan := self.config.epoch_plan) is not None else None,
-            schedule_over_epochs=self.config.schedule_over_plan,
         )
 
     # -- helpers --------------------------------------------------------------
