@@ -224,7 +224,7 @@ def test_prepared_first_layers_follow_the_weights_and_stay_out_of_copies():
         first = bank.forward_groups(rows)
         for got, want in zip(first, expected(rows)):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
-        assert set(bank._first_cache) == {(0, torch.float32), (1, torch.float32)}
+        assert set(bank._first_cache) == {(0, torch.float32, None), (1, torch.float32, None)}
     with torch.no_grad():
         bank.weights[0].mul_(2.0)  # an optimizer step, in place
         bank.adapters[0][1].neg_()
@@ -236,6 +236,6 @@ def test_prepared_first_layers_follow_the_weights_and_stay_out_of_copies():
         for got, want in zip(bank.forward_groups(rows), expected(rows)):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
         wide = bank.forward_groups([h.double() for h in rows])  # float64 rows: a float64 layer
-        assert wide[0].dtype == torch.float64 and (0, torch.float64) in bank._first_cache
+        assert wide[0].dtype == torch.float64 and (0, torch.float64, None) in bank._first_cache
     assert "_first_cache" not in pickle.loads(pickle.dumps(bank)).__dict__
     assert "_first_cache" not in copy.deepcopy(bank).__dict__

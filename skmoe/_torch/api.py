@@ -34,6 +34,7 @@ from . import device as _device
 from .device import free_cuda_cache, inference_dtype, resolve_device
 from .experts import ExpertBank, expert_params
 from .lazy import LazyExpertBank
+from .piecewise import PiecewiseLayout, PiecewiseRows
 from .routing import LearnedRouter, MoENetwork, PrototypeTree, VoronoiRouter, route_in_chunks
 from .state import (
     ModelFileError,
@@ -49,7 +50,7 @@ from .training import EpochPlan, History, RefitDiverged, Split, TrainConfig, Tra
 __all__ = [
     "Architecture", "FitOutcome", "History", "ModelFileError", "MoENetwork", "TrainConfig",
     "architecture", "check_device", "expert_params", "fit_grown", "fit_new", "log_loss", "log_softmax",
-    "map_chunks", "network_from_arrays", "network_state", "network_to_arrays", "open_network",
+    "PiecewiseLayout", "map_chunks", "network_from_arrays", "network_state", "network_to_arrays", "open_network",
     "param_counts",
     "predict_raw", "prototypes", "prune", "refit", "route_rows", "router_params", "squared_error",
 ]
@@ -267,10 +268,15 @@ def _autocast(enabled: bool, device: torch.device):
 
 
 # -- inference --------------------------------------------------------------------
-def map_chunks(network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray], fn) -> list:
+def map_chunks(
+    network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray], fn,
+    layout: PiecewiseLayout | None = None,
+) -> list:
     """``fn`` over the encoded rows, a chunk at a time, in row order.
 
-    ``encode(start, stop)`` gives rows ``start:stop`` encoded. A chunk that
+    ``encode(start, stop)`` gives rows ``start:stop`` encoded; with a
+    ``layout``, as the arrays ``(dense, bins, fills)`` of
+    :class:`~skmoe._torch.piecewise.PiecewiseRows` (``fn`` then gets those). A chunk that
     runs out of GPU memory is halved and retried; a row's result does not
     depend on the rows it shares a chunk with (see
     :class:`~skmoe._torch.experts.ExpertBank`), so the answer is the same.
@@ -283,7 +289,7 @@ def map_chunks(network: MoENetwork, n_rows: int, encode: Callable[[int, int], np
         while start < n_rows:
             # Encoded a chunk at a time: the encoding is about 18 numbers
             # per numeric column, too many to hold for all rows at once.
-            x = torch.from_numpy(encode(start, min(start + chunk, n_rows)))
+            x = _as_rows(encode(start, min(start + chunk, n_rows)), layout)
             try:
                 results.append(fn(x.to(device, dtype)))
             except torch.OutOfMemoryError as exc:
@@ -301,14 +307,27 @@ def map_chunks(network: MoENetwork, n_rows: int, encode: Callable[[int, int], np
     return results
 
 
-def predict_raw(network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray]) -> np.ndarray:
-    """Network outputs (standardised target or logits) ``(n, o)`` as float64."""
-    outputs = map_chunks(network, n_rows, encode, lambda x: network(x).double().cpu().numpy())
+def _as_rows(encoded, layout: PiecewiseLayout | None) -> torch.Tensor | PiecewiseRows:
+    """One chunk of ``encode``'s arrays as the tensors the network takes."""
+    if layout is None:
+        return torch.from_numpy(encoded)
+    dense, bins, fills = (torch.from_numpy(a) for a in encoded)
+    return PiecewiseRows(dense, bins, fills, layout)
+
+
+def predict_raw(
+    network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray],
+    layout: PiecewiseLayout | None = None,
+) -> np.ndarray:
+    """Network outputs (standardised target or logits) ``(n, o)`` as float64
+    (``encode`` and ``layout`` as in :func:`map_chunks`)."""
+    outputs = map_chunks(network, n_rows, encode, lambda x: network(x).double().cpu().numpy(), layout)
     return np.concatenate(outputs)
 
 
 def route_rows(
-    network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray]
+    network: MoENetwork, n_rows: int, encode: Callable[[int, int], np.ndarray],
+    layout: PiecewiseLayout | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Experts ``(n, k)`` of each row, highest gate first, and their gates (float64)."""
 
@@ -319,7 +338,7 @@ def route_rows(
             e = e.gather(1, order)
         return e.cpu().numpy(), np.ones(e.shape) if g is None else g.double().cpu().numpy()
 
-    experts, gates = zip(*map_chunks(network, n_rows, encode, route))
+    experts, gates = zip(*map_chunks(network, n_rows, encode, route, layout))
     return np.concatenate(experts), np.concatenate(gates)
 
 

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arrays import checked_tensor, numpy
+from .piecewise import PiecewiseRows, prepare, project
+from .piecewise import dense as _dense
 
 # Rows of each expert's block are padded to a multiple of this at inference.
 _INFERENCE_ROW_MULTIPLE = 16
@@ -167,12 +169,14 @@ class ExpertBank(nn.Module):
         # the weights change: built once, not per call (about a fifth of a one-row
         # prediction). Under autograd it is built in the graph as in training.
         cached = self.members > 1 and self.depth > 0 and not torch.is_grad_enabled()
-        firsts = [self._first_layer(e, dtype) if cached and h is not None and len(h) else None
-                  for e, h in enumerate(inputs)]
+        firsts = [self._first_layer(e, dtype, h.layout if isinstance(h, PiecewiseRows) else None) if cached and h is not None and len(h)
+                  else None for e, h in enumerate(inputs)]
         return _per_expert(inputs, params, self.prelu, mlp_forward, firsts)
 
-    def _first_layer(self, expert: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``first_layer`` of ``expert``'s current weights in ``dtype``, cached.
+    def _first_layer(self, expert: int, dtype: torch.dtype, layout=None) -> tuple:
+        """``first_layer`` of ``expert``'s current weights in ``dtype``, cached;
+        with a :class:`~skmoe._torch.piecewise.PiecewiseLayout`, also its
+        :func:`~skmoe._torch.piecewise.prepare` (the lookup form).
 
         The cache entry is rebuilt whenever a parameter it comes from changes
         in place (an optimizer step, a loaded state) or is replaced (a move to
@@ -181,11 +185,12 @@ class ExpertBank(nn.Module):
         sources = (self.weights[0], self.biases[0], self.adapters[0])
         token = tuple((p.data_ptr(), p._version) for p in sources)
         cache = self.__dict__.setdefault("_first_cache", {})
-        entry = cache.get((expert, dtype))
+        entry = cache.get((expert, dtype, layout))
         if entry is None or entry[0] != token:
             weight, bias, adapter = (p[expert].to(dtype) for p in sources)
-            entry = (token, first_layer(weight, bias, adapter))
-            cache[(expert, dtype)] = entry
+            scaled, bias = first_layer(weight, bias, adapter)
+            entry = (token, (scaled, bias) if layout is None else (scaled, bias, prepare(scaled, layout)))
+            cache[(expert, dtype, layout)] = entry
         return entry[1]
 
     def forward_members(
@@ -315,7 +320,7 @@ def split_state(
 
 
 def mlp_forward(
-    h: torch.Tensor,
+    h: torch.Tensor | PiecewiseRows,
     weights: Sequence[torch.Tensor],
     biases: Sequence[torch.Tensor],
     slopes: Sequence[torch.Tensor],
@@ -331,7 +336,9 @@ def mlp_forward(
     by ``adapter[j]``, its head is the ``j``-th block of ``n_outputs``
     columns of the output layer, and the prediction is the members' mean.
     ``first``, if given, is :func:`first_layer` of these weights, prepared
-    once (the same numbers).
+    once (the same numbers), and for piecewise rows its lookup form.
+    ``h`` may be :class:`~skmoe._torch.piecewise.PiecewiseRows`: the first
+    layer then looks its products up (the same up to rounding).
     """
     # BLAS rounds the rows of a ragged last tile differently: padding the rows
     # to a multiple of the tile height makes a row's output independent of how
@@ -345,10 +352,11 @@ def mlp_forward(
             [mlp_forward(block, weights, biases, slopes, prelu, adapter, first) for block in h.split(_INFERENCE_BLOCK)]
         )
     if n % _INFERENCE_ROW_MULTIPLE:
-        h = torch.cat([h, h.new_zeros(_INFERENCE_ROW_MULTIPLE - n % _INFERENCE_ROW_MULTIPLE, h.shape[1])])
+        rows = n + _INFERENCE_ROW_MULTIPLE - n % _INFERENCE_ROW_MULTIPLE
+        h = h.padded(rows) if isinstance(h, PiecewiseRows) else torch.cat([h, h.new_zeros(rows - n, h.shape[1])])
     h = _hidden(h, weights, biases, slopes, prelu, adapter, first)
     if adapter is None:
-        return torch.addmm(biases[-1], h, weights[-1])[:n]
+        return project(h, weights[-1], biases[-1])[:n]
     k, width, heads = _heads(weights[-1], adapter)
     # The members' mean as one product over their stacked hidden units, so
     # that its rounding, like every other layer's, does not depend on how
@@ -392,14 +400,15 @@ def _hidden(h, weights, biases, slopes, prelu: bool, adapter, first=None) -> tor
     a row's members adjacent; ``first`` is :func:`first_layer`, if prepared."""
     start = 0
     if adapter is not None and len(weights) > 1:
-        scaled, bias = first if first is not None else first_layer(weights[0], biases[0], adapter)
-        h = torch.addmm(bias, h, scaled).view(-1, weights[0].shape[1])  # (n * k, width)
+        scaled, bias = first[:2] if first is not None else first_layer(weights[0], biases[0], adapter)
+        prepared = first[2] if first is not None and len(first) > 2 else None
+        h = project(h, scaled, bias, prepared).view(-1, weights[0].shape[1])  # (n * k, width)
         h = parametric_relu(h, slopes[0]) if prelu else F.relu(h)
         start = 1
     elif adapter is not None:  # linear members: the scaled inputs meet the heads
-        h = (h.unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in)
+        h = (_dense(h).unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in)
     for layer in range(start, len(weights) - 1):
-        h = torch.addmm(biases[layer], h, weights[layer])
+        h = project(h, weights[layer], biases[layer])
         h = parametric_relu(h, slopes[layer]) if prelu else F.relu(h)
     return h
 

@@ -19,16 +19,23 @@ from torch import nn
 from .arrays import ModelFileError, checked_tensor, numpy
 from .device import CHUNK_ROWS
 from .experts import ExpertBank
+from .piecewise import PiecewiseRows, prepare, project
 
 
-def nearest_prototype(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+def nearest_prototype(x: torch.Tensor | PiecewiseRows, prototypes: torch.Tensor, prepared=None) -> torch.Tensor:
     """Index of the nearest prototype (squared Euclidean distance) of each row.
 
-    ``x`` is ``(n, d)`` and ``prototypes`` ``(E, d)``; returns ``(n,)`` longs.
+    ``x`` is ``(n, d)`` (dense or piecewise rows) and ``prototypes``
+    ``(E, d)``; returns ``(n,)`` longs. ``prepared``: for piecewise rows,
+    :func:`~skmoe._torch.piecewise.prepare` of ``prototypes.T``, if kept.
     """
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the ||x||^2 term is constant per row.
     with full_precision(x):  # routing must not change under bf16 autocast
-        scores = torch.addmm((prototypes * prototypes).sum(1), x, prototypes.T, alpha=-2.0)
+        if isinstance(x, PiecewiseRows):
+            products = project(x, prototypes.T, prepared=prepared)
+            scores = products.mul_(-2.0).add_((prototypes * prototypes).sum(1))
+        else:
+            scores = torch.addmm((prototypes * prototypes).sum(1), x, prototypes.T, alpha=-2.0)
     return scores.argmin(dim=1)
 
 
@@ -158,11 +165,26 @@ class VoronoiRouter(nn.Module):
     def n_experts(self) -> int:
         return self.prototypes.shape[0]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def forward(self, x: torch.Tensor | PiecewiseRows) -> tuple[torch.Tensor, None]:
         prototypes = self.prototypes.to(x.dtype)
         if self.tree is None:
-            return nearest_prototype(x, prototypes)[:, None], None  # (n, 1)
+            prepared = self._prepared(prototypes, x.layout) if isinstance(x, PiecewiseRows) else None
+            return nearest_prototype(x, prototypes, prepared)[:, None], None  # (n, 1)
         return self.tree(x, prototypes)[:, None], None
+
+    def _prepared(self, prototypes: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lookup form of ``prototypes`` for ``layout``, kept until the prototypes change."""
+        token = (self.prototypes.data_ptr(), self.prototypes._version, prototypes.dtype, layout)
+        cached = self.__dict__.get("_lookup")
+        if cached is None or cached[0] != token:
+            cached = self.__dict__["_lookup"] = (token, prepare(prototypes.T, layout))
+        return cached[1]
+
+    def __getstate__(self) -> dict:
+        # Copies and pickles leave the lookup form out (rebuilt on use).
+        state = self.__dict__.copy()
+        state.pop("_lookup", None)
+        return state
 
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """A JSON-ready spec and the named arrays of the router."""
@@ -260,7 +282,9 @@ class LearnedRouter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         with full_precision(x):
-            logits = F.linear(x, self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype))  # (n, E)
+            weight, bias = self.gate.weight.to(x.dtype), self.gate.bias.to(x.dtype)
+            # (n, E); piecewise rows (prediction) look the gate's products up
+            logits = project(x, weight.T, bias) if isinstance(x, PiecewiseRows) else F.linear(x, weight, bias)
         selection = logits.detach() + self.balance_bias.to(x.dtype)
         selection = selection.masked_fill(self.expert_id < 0, -torch.inf)
         rows = selection.topk(self.top_k, dim=1).indices  # (n, k) gate rows
@@ -342,10 +366,15 @@ def sparse_forward(
     """
     n, k = experts.shape
     flat = experts.reshape(-1)  # (n * k,)
-    order = torch.argsort(flat, stable=True)
-    rows = order // k  # source row of each sorted slot
     counts = torch.bincount(flat, minlength=bank.n_experts).tolist()
     forward = bank.forward_members if members else bank.forward_groups
+    if gates is None and n and n in counts:
+        # One expert serves every row (always so for a single row): its rows
+        # are x as it is, so the sort, gather and scatter back are skipped.
+        # The same numbers, since the general path would hand it x's rows in order.
+        return forward([x if c else None for c in counts])[counts.index(n)]
+    order = torch.argsort(flat, stable=True)
+    rows = order // k  # source row of each sorted slot
     grouped = forward(x.index_select(0, rows).split(counts))
     y = torch.cat([g for g in grouped if g is not None])  # (n * k, [members,] n_outputs)
     if gates is None:
