@@ -531,13 +531,22 @@ class _BaseMoE(BaseEstimator):
         self.n_iter_ = len(history["train_loss"])
 
     # -- prediction ------------------------------------------------------------
-    def _on_encoded_rows(self, X, call):
+    def _on_encoded_rows(self, X, call, piecewise: bool = False):
         """``call(network_, n_rows, encode)`` on the rows of ``X``: the engine
-        encodes them a chunk at a time through ``encode(start, stop)``."""
+        encodes them a chunk at a time through ``encode(start, stop)``.
+
+        ``piecewise``: where the encoding has a piecewise-linear view, hand it
+        over as one bin and one fill per column (``call`` then also gets the
+        layout): the network looks the first layer's products up, bins times
+        fewer numbers to encode and to multiply."""
         check_is_fitted(self, "network_")
         codes = validate_X(self, X, reset=False)
+        layout = self.encoder_.piecewise_layout() if piecewise else None
         with self._threads():
-            return call(self.network_, len(codes), lambda start, stop: self.encoder_.transform(codes[start:stop]))
+            if layout is None:
+                return call(self.network_, len(codes), lambda start, stop: self.encoder_.transform(codes[start:stop]))
+            encode = lambda start, stop: self.encoder_.transform_piecewise(codes[start:stop])  # noqa: E731
+            return call(self.network_, len(codes), encode, engine.PiecewiseLayout(*layout))
 
     def _map_chunks(self, X, fn) -> list:
         """``fn`` over the encoded rows of ``X`` (tensors), a chunk at a time;
@@ -549,27 +558,13 @@ class _BaseMoE(BaseEstimator):
         check_is_fitted(self, "network_")
         return self.encoder_.transform(validate_X(self, X, reset=False))
 
-    def _on_piecewise_rows(self, X, call):
-        """As :meth:`_on_encoded_rows`, with the piecewise-linear view as one bin
-        and one fill per column (``call`` also gets the layout), where the
-        encoding has one: the network then looks the first layer's products
-        up, bins times fewer numbers to encode and to multiply."""
-        check_is_fitted(self, "network_")
-        layout = self.encoder_.piecewise_layout()
-        if layout is None:
-            return self._on_encoded_rows(X, call)
-        codes = validate_X(self, X, reset=False)
-        encode = lambda start, stop: self.encoder_.transform_piecewise(codes[start:stop])  # noqa: E731
-        with self._threads():
-            return call(self.network_, len(codes), encode, engine.PiecewiseLayout(*layout))
-
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs (standardised target or logits) as float64."""
-        return self._on_piecewise_rows(X, engine.predict_raw)
+        return self._on_encoded_rows(X, engine.predict_raw, piecewise=True)
 
     def _route(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Experts ``(n, k)`` of each row, highest gate first, and their gates."""
-        return self._on_piecewise_rows(X, engine.route_rows)
+        return self._on_encoded_rows(X, engine.route_rows, piecewise=True)
 
     def apply(self, X, *, return_gates: bool = False):
         """The expert(s) that serve each row, as in ``RandomForestRegressor.apply``.

@@ -48,9 +48,9 @@ from .steering import grow_network, prune_network
 from .training import EpochPlan, History, RefitDiverged, Split, TrainConfig, Trainer, log_loss, squared_error
 
 __all__ = [
-    "Architecture", "FitOutcome", "History", "ModelFileError", "MoENetwork", "TrainConfig",
+    "Architecture", "FitOutcome", "History", "ModelFileError", "MoENetwork", "PiecewiseLayout", "TrainConfig",
     "architecture", "check_device", "expert_params", "fit_grown", "fit_new", "log_loss", "log_softmax",
-    "PiecewiseLayout", "map_chunks", "network_from_arrays", "network_state", "network_to_arrays", "open_network",
+    "map_chunks", "network_from_arrays", "network_state", "network_to_arrays", "open_network",
     "param_counts",
     "predict_raw", "prototypes", "prune", "refit", "route_rows", "router_params", "squared_error",
 ]

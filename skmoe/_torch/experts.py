@@ -189,7 +189,7 @@ class ExpertBank(nn.Module):
         if entry is None or entry[0] != token:
             weight, bias, adapter = (p[expert].to(dtype) for p in sources)
             scaled, bias = first_layer(weight, bias, adapter)
-            entry = (token, (scaled, bias) if layout is None else (scaled, bias, prepare(scaled, layout)))
+            entry = (token, (scaled, bias, None if layout is None else prepare(scaled, layout)))
             cache[(expert, dtype, layout)] = entry
         return entry[1]
 
@@ -397,11 +397,11 @@ def first_layer(weight: torch.Tensor, bias: torch.Tensor, adapter: torch.Tensor)
 
 def _hidden(h, weights, biases, slopes, prelu: bool, adapter, first=None) -> torch.Tensor:
     """The last hidden layer: ``(n, width)``, or ``(n * k, width)`` for ``k`` members,
-    a row's members adjacent; ``first`` is :func:`first_layer`, if prepared."""
+    a row's members adjacent; ``first``, if prepared, is :func:`first_layer` and its
+    lookup form for piecewise rows (None for dense rows)."""
     start = 0
     if adapter is not None and len(weights) > 1:
-        scaled, bias = first[:2] if first is not None else first_layer(weights[0], biases[0], adapter)
-        prepared = first[2] if first is not None and len(first) > 2 else None
+        scaled, bias, prepared = first if first is not None else (*first_layer(weights[0], biases[0], adapter), None)
         h = project(h, scaled, bias, prepared).view(-1, weights[0].shape[1])  # (n * k, width)
         h = parametric_relu(h, slopes[0]) if prelu else F.relu(h)
         start = 1

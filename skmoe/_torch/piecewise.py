@@ -40,10 +40,6 @@ class PiecewiseLayout:
     def stop(self) -> int:
         return self.start + self.n_columns * self.n_bins
 
-    @property
-    def n_dense(self) -> int:
-        return self.n_inputs - self.n_columns * self.n_bins
-
     def dense_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """The rows of ``weight`` ``(n_inputs, out)`` that meet the dense inputs: ``(n_dense, out)``."""
         return torch.cat([weight[: self.start], weight[self.stop :]])
@@ -67,7 +63,7 @@ class PiecewiseRows:
 
     Parameters
     ----------
-    dense : tensor of shape (n, layout.n_dense)
+    dense : tensor of shape (n, n_inputs - n_columns * n_bins)
     bins : long tensor of shape (n, layout.n_columns)
         Each block's count of full bins, in ``[0, n_bins]``.
     fills : tensor of shape (n, layout.n_columns)
