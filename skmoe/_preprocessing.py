@@ -201,18 +201,18 @@ class NumericEncoder:
         """
         edges, n_bins = self.bin_edges(), self._n_bins
         lo, hi = edges[:-1].T, edges[1:].T  # (d, n_bins)
-        span = hi - lo
+        # k: the bins whose top edge is <= x, all full (the edges are sorted),
+        # found for all columns in one batched binary search.
+        top = torch.from_numpy(np.ascontiguousarray(hi))
+        k = torch.searchsorted(top, torch.from_numpy(np.ascontiguousarray(X.T)), right=True).numpy().T
         columns = np.arange(X.shape[1])
-        for start in range(0, len(X), _PLE_ROWS):  # all columns at once, as _piecewise_linear
-            x = X[start : start + _PLE_ROWS]
-            k = (x[:, :, None] >= hi).sum(axis=2)  # (rows, d): bins whose top edge is <= x: full
-            inside = np.minimum(k, n_bins - 1)
-            width = span[columns, inside]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                fill = np.clip((x - lo[columns, inside]) / width, 0.0, 1.0)
-            # past the top edge, or a zero-width bin above x: nothing filled
-            fills[start : start + len(x)] = np.where((k < n_bins) & (width > 0), fill, 0.0)
-            bins[start : start + len(x)] = k
+        inside = np.minimum(k, n_bins - 1)
+        width = (hi - lo)[columns, inside]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fill = np.clip((X - lo[columns, inside]) / width, 0.0, 1.0)
+        # past the top edge, or a zero-width bin above x: nothing filled
+        fills[...] = np.where((k < n_bins) & (width > 0), fill, 0.0)
+        bins[...] = k
 
     _ARRAYS = ("levels_", "quantiles_", "center_", "scale_", "median_", "has_missing_")
 
@@ -326,10 +326,9 @@ class NumericEncoder:
         k = torch.searchsorted(torch.from_numpy(values), torch.from_numpy(x), right=True).numpy() - 1
         kk = np.maximum(k, 0)
         nxt = np.minimum(kk + 1, values.shape[1] - 1)
-        u0 = np.take_along_axis(values, kk, 1)
-        u1 = np.take_along_axis(values, nxt, 1)
-        lo0, hi0 = np.take_along_axis(first, kk, 1), np.take_along_axis(last, kk, 1)
-        lo1 = np.take_along_axis(first, nxt, 1)
+        rows = np.arange(len(values))[:, None]  # (d, 1): each column's own table
+        u0, u1 = values[rows, kk], values[rows, nxt]
+        lo0, hi0, lo1 = first[rows, kk], last[rows, kk], first[rows, nxt]
         inside = (k >= 0) & (kk + 1 < n_values[:, None]) & (x > u0)
         with np.errstate(invalid="ignore", divide="ignore"):
             between = hi0 + (x - u0) * (lo1 - hi0) / (u1 - u0)

@@ -22,6 +22,9 @@ def validate_X(est, X, *, reset: bool) -> np.ndarray:
     columns are categorical (named, or string columns of an object array);
     SciPy sparse matrices are accepted when all columns are numeric.
     """
+    plain = None if reset else _plain_numbers(est, X)
+    if plain is not None:
+        return plain
     X = as_table(X)
     if isinstance(X, pd.DataFrame):
         duplicated = X.columns[X.columns.duplicated()].unique().tolist()
@@ -54,6 +57,30 @@ def validate_X(est, X, *, reset: bool) -> np.ndarray:
         names = getattr(est, "feature_names_in_", None)
         est.schema_ = TableSchema(est.categorical_features).fit(X, names)
     return est.schema_.to_codes(X)
+
+
+def _plain_numbers(est, X) -> np.ndarray | None:
+    """At predict, the codes of a plain 2-D numeric array, or None.
+
+    For a model fitted without feature names and categorical columns, such an
+    array passes ``validate_data`` unchanged and its codes are its values as a
+    float64 copy: this skips those checks (through narwhals' table detection,
+    half of a one-row ``predict``) and the column-by-column copy. Anything
+    else, or an array holding infinities, is None and goes through the full
+    checks, which name the problem.
+    """
+    if (
+        type(X) is not np.ndarray
+        or X.ndim != 2
+        or X.dtype.kind not in "biuf"
+        or X.shape[0] == 0
+        or X.shape[1] != getattr(est, "n_features_in_", -1)
+        or hasattr(est, "feature_names_in_")
+        or est.schema_.is_categorical_.any()
+    ):
+        return None
+    codes = np.array(X, dtype=np.float64, order="C")
+    return None if np.isinf(codes).any() else codes
 
 
 def _array_has_labels(est, X, reset: bool) -> bool:

@@ -35,8 +35,14 @@ from .piecewise import dense as _dense
 
 # Rows of each expert's block are padded to a multiple of this at inference.
 _INFERENCE_ROW_MULTIPLE = 16
-# At inference an expert runs on at most this many rows at a time.
-_INFERENCE_BLOCK = 8192
+# At inference on the CPU an expert runs on blocks of rows whose hidden
+# activations (rows x members x width, float32) take at most this many bytes:
+# they stay in cache, and below glibc's mmap threshold, so that each block's
+# temporaries reuse freed memory instead of faulting in fresh pages (8,192
+# rows of 8 members of width 128, 32 MiB a layer, predicted at 0.7x the rate
+# of 1,024 rows; docs/benchmarks.md). Accelerators take larger blocks.
+_INFERENCE_BLOCK_BYTES = 4 << 20
+_INFERENCE_BLOCK_ROWS_DEVICE = 65_536
 # The parameter groups of a bank, in the order of ``parameters()`` and of an
 # expert's state.
 PARAM_GROUPS = ("weights", "biases", "slopes", "adapters")
@@ -345,12 +351,10 @@ def mlp_forward(
     # many rows share its expert (pruning and batch scoring then change no
     # kept row's prediction, bit for bit).
     n = h.shape[0]
-    if n > _INFERENCE_BLOCK:
-        # Blocks whose activations stay in cache (measured 1.3x faster on
-        # 100k rows); rows are independent, so the result is the same.
-        return torch.cat(
-            [mlp_forward(block, weights, biases, slopes, prelu, adapter, first) for block in h.split(_INFERENCE_BLOCK)]
-        )
+    block = _block_rows(h.device, weights[0].shape[1] * (1 if adapter is None else adapter.shape[0]))
+    if n > block:
+        # Rows are independent (and padded, below), so the result is the same.
+        return torch.cat([mlp_forward(rows, weights, biases, slopes, prelu, adapter, first) for rows in h.split(block)])
     if n % _INFERENCE_ROW_MULTIPLE:
         rows = n + _INFERENCE_ROW_MULTIPLE - n % _INFERENCE_ROW_MULTIPLE
         h = h.padded(rows) if isinstance(h, PiecewiseRows) else torch.cat([h, h.new_zeros(rows - n, h.shape[1])])
@@ -363,6 +367,14 @@ def mlp_forward(
     # many rows share the batch (a separate mean over the members does).
     mean_head = heads.reshape(k * width, -1) / k
     return torch.addmm(biases[-1].view(k, -1).mean(dim=0), h.view(-1, k * width), mean_head)[:n]
+
+
+def _block_rows(device: torch.device, hidden_units: int) -> int:
+    """Rows per inference block for ``hidden_units`` units per row (a multiple of the padding)."""
+    if device.type != "cpu":
+        return _INFERENCE_BLOCK_ROWS_DEVICE
+    rows = _INFERENCE_BLOCK_BYTES // (4 * hidden_units)
+    return max(_INFERENCE_ROW_MULTIPLE, rows - rows % _INFERENCE_ROW_MULTIPLE)
 
 
 def mlp_members(h: torch.Tensor, weights, biases, slopes, prelu: bool, adapter=None) -> torch.Tensor:
