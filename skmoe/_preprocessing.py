@@ -630,7 +630,7 @@ class TableEncoder:
         It is :meth:`transform` exactly, held in fewer numbers (see
         :meth:`NumericEncoder.bins_and_fills`); needs :meth:`piecewise_layout`.
         """
-        n_inputs, start, d, n_bins = self.piecewise_layout()
+        n_inputs, _, d, n_bins = self.piecewise_layout()
         n = len(X)
         dense = np.empty((n, n_inputs - d * n_bins), dtype=np.float32)
         bins, fills = np.empty((n, d), dtype=np.int64), np.empty((n, d), dtype=np.float32)

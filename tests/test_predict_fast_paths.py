@@ -98,3 +98,109 @@ def test_inference_blocks_change_no_prediction(fitted, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(model.predict(X_new), reference)
+
+
+def _frame(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(size=n),
+            "count": rng.integers(0, 9, n),
+            "flag": rng.random(n) < 0.3,
+            "colour": pd.Categorical(rng.choice(["red", "green", "blue"], n)),
+            "grade": pd.Categorical(rng.choice([1, 2, 3], n)),
+            "city": pd.Series(rng.choice(["Oslo", "Lima", None], n), dtype="string"),
+        }
+    )
+    y = frame["size"] + (frame["colour"] == "red") + rng.normal(scale=0.1, size=n)
+    return frame, y
+
+
+@pytest.fixture(scope="module")
+def frame_model():
+    frame, y = _frame()
+    model = MoERegressor(max_epochs=1, expert_members=2, expert_width=8, numeric_bins=4, random_state=0)
+    return model.fit(frame, y), frame
+
+
+def _labels_path(schema, j, column):
+    labels = [None if c < 0 else str(column.categories[c]) for c in column.codes]
+    return schema._codes(j, np.asarray(labels, dtype=object))
+
+
+def test_categorical_codes_match_the_labels_path(frame_model):
+    model, _ = frame_model
+    schema, j = model.schema_, 3
+    # other order, an unseen category, a category never used, missing values
+    column = pd.Categorical(["blue", None, "purple", "red", "green"], categories=["red", "purple", "green", "blue", "ochre"])
+    assert np.array_equal(schema._codes(j, column), _labels_path(schema, j, column))
+    grades = pd.Categorical([3, 1, None, 7], categories=[7, 3, 2, 1])
+    assert np.array_equal(schema._codes(4, grades), _labels_path(schema, 4, grades))
+
+
+def test_a_new_set_of_categories_is_looked_up_again(frame_model):
+    model, _ = frame_model
+    schema = model.schema_
+    first = pd.Categorical.from_codes([0, 1], categories=["red", "blue"])
+    second = pd.Categorical.from_codes([0, 1], categories=["blue", "red"])  # the same codes, other values
+    a, b = schema._codes(3, first), schema._codes(3, second)
+    assert np.array_equal(a, _labels_path(schema, 3, first))
+    assert np.array_equal(b, _labels_path(schema, 3, second))
+    assert not np.array_equal(a, b)
+
+
+def test_frames_predict_the_same_without_pandas_column_iterator(frame_model, monkeypatch):
+    model, frame = frame_model
+    rows = pd.concat([frame.iloc[:30], frame.iloc[:2].assign(colour=pd.Categorical(["ochre", None]))])
+    fast = model.predict(rows)
+    monkeypatch.setattr(pd.DataFrame, "_iter_column_arrays", None, raising=False)
+    assert np.array_equal(fast, model.predict(rows))
+    one = [model.predict(rows.iloc[i : i + 1])[0] for i in range(len(rows))]
+    assert np.array_equal(np.asarray(one), fast)
+
+
+def test_a_frame_column_that_is_not_numbers_is_named(frame_model):
+    model, frame = frame_model
+    bad = frame.iloc[:3].astype({"size": object})
+    bad.loc[bad.index[0], "size"] = "tall"
+    with pytest.raises(ValueError, match="Column 'size' could not be converted to numbers"):
+        model.predict(bad)
+
+
+def test_a_pickled_schema_holds_no_lookup_cache(frame_model):
+    import pickle
+
+    model, frame = frame_model
+    model.predict(frame.iloc[:5])
+    assert "_category_maps" in model.schema_.__dict__
+    copy = pickle.loads(pickle.dumps(model.schema_))
+    assert not {"_category_maps", "_level_indexes"} & set(copy.__dict__)
+    assert np.array_equal(copy.to_codes(frame.iloc[:5]), model.schema_.to_codes(frame.iloc[:5]), equal_nan=True)
+
+
+def test_integer_categories_read_the_same_with_or_without_a_missing_value():
+    # As values, pandas turns integer categories into floats once one is missing:
+    # 3 read "3.0" in such a batch and "3" in another (unseen in one of them).
+    rng = np.random.default_rng(2)
+    grade = rng.choice([1, 2, 3, None], 500)
+    frame = pd.DataFrame({"x": rng.normal(size=500), "grade": pd.Categorical(grade, categories=[1, 2, 3])})
+    y = frame["x"] + 2.0 * (frame["grade"] == 3)
+    model = MoERegressor(max_epochs=1, expert_members=2, expert_width=8, random_state=0).fit(frame, y)
+    assert list(model.schema_.levels_[1]) == ["1", "2", "3"]
+    alone = model.predict(frame.iloc[:1])
+    batch = model.predict(pd.concat([frame.iloc[:1], frame[frame["grade"].isna()].iloc[:1]]))
+    assert batch[0] == alone[0]
+
+
+def test_levels_of_older_files_as_floats_still_match_integer_categories(frame_model):
+    model, _ = frame_model
+    schema = pickle_copy(model.schema_)
+    schema.levels_[4] = np.asarray(["1.0", "2.0", "3.0"], dtype=object)  # as fitted before the fix
+    codes = schema._codes(4, pd.Categorical([3, None, 1, 9], categories=[1, 3, 9]))
+    assert codes.tolist() == [2.0, -1.0, 0.0, -2.0]
+
+
+def pickle_copy(obj):
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
