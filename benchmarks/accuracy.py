@@ -38,6 +38,8 @@ Usage::
     python benchmarks/accuracy.py --report --models skmoe skmoe-lr3e-3 lightgbm hgb mlp
     # each candidate minus a reference, table by table, on the seeds both ran:
     python benchmarks/accuracy.py --report --paired skmoe --models skmoe-lr3e-3
+    # "bags" (a suite-only key): the mean of that many whole fits, seeds seed, seed + 1000, ...
+    python benchmarks/accuracy.py --models skmoe --skmoe-params '{"bags": 2}' --label skmoe-bag2
     # pytabkit's models on a GPU (scores only; fit times there are not CPU times):
     python benchmarks/accuracy.py --models realmlp tabm --peer-device cuda
 """
@@ -93,9 +95,18 @@ def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None
                peer_device: str = "cpu"):
     classif = task != "regression"
     if name == "skmoe":
+        from sklearn.ensemble import VotingClassifier, VotingRegressor
+
         from skmoe import MoEClassifier, MoERegressor
 
-        return (MoEClassifier if classif else MoERegressor)(random_state=seed, **(skmoe_params or {}))
+        params = dict(skmoe_params or {})
+        bags = params.pop("bags", 1)
+        cls = MoEClassifier if classif else MoERegressor
+        if bags == 1:
+            return cls(random_state=seed, **params)
+        # The mean of whole fits with other seeds: other prototypes, cells and members.
+        fits = [(f"fit{b}", cls(random_state=seed + 1000 * b, **params)) for b in range(bags)]
+        return VotingClassifier(fits, voting="soft") if classif else VotingRegressor(fits)
     if name == "lightgbm":
         import lightgbm
 
