@@ -319,11 +319,11 @@ def _as_numbers(name, column, frame: bool = False) -> np.ndarray:
     """A numeric column as float64, missing values NaN; ``frame``: a column of a
     DataFrame (an array of :func:`_frame_arrays`), whose errors say how to mark
     it categorical by dtype."""
-    if frame and isinstance(column, np.ndarray) and column.dtype.kind in "biuf":
-        return column.astype(np.float64)
-    if frame and isinstance(column, np.ndarray):  # object or complex: pandas' conversion
-        column = pd.Series(column, copy=False)
     if frame:
+        if isinstance(column, np.ndarray):
+            if column.dtype.kind in "biuf":
+                return column.astype(np.float64)
+            column = pd.Series(column, copy=False)  # object or complex: pandas' conversion
         if np.issubdtype(getattr(column.dtype, "numpy_dtype", column.dtype), np.complexfloating):
             # NumPy would drop the imaginary part with a warning only.
             raise ValueError(f"Column {name!r} holds complex numbers, which skmoe does not encode.")

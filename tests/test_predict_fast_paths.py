@@ -1,5 +1,6 @@
 """Prediction's fast paths give the numbers of the general ones, bit for bit."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -168,12 +169,10 @@ def test_a_frame_column_that_is_not_numbers_is_named(frame_model):
 
 
 def test_a_pickled_schema_holds_no_lookup_cache(frame_model):
-    import pickle
-
     model, frame = frame_model
     model.predict(frame.iloc[:5])
     assert "_category_maps" in model.schema_.__dict__
-    copy = pickle.loads(pickle.dumps(model.schema_))
+    copy = pickle_copy(model.schema_)
     assert not {"_category_maps", "_level_indexes"} & set(copy.__dict__)
     assert np.array_equal(copy.to_codes(frame.iloc[:5]), model.schema_.to_codes(frame.iloc[:5]), equal_nan=True)
 
@@ -201,6 +200,4 @@ def test_levels_of_older_files_as_floats_still_match_integer_categories(frame_mo
 
 
 def pickle_copy(obj):
-    import pickle
-
     return pickle.loads(pickle.dumps(obj))
