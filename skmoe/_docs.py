@@ -183,12 +183,19 @@ COMMON_PARAMS_DOC = """
         processors. The fitted model does not depend on it (bit for bit on
         the CPU). Ignored by ``router="learned"``, whose router trains
         jointly with the experts.
-    autocast : bool, default=False
-        Train under ``torch.autocast`` with bfloat16: the experts' matrix
-        products run in bfloat16 (weights, optimizer and losses stay
-        float32), which is faster on GPUs with bfloat16 tensor cores and
-        usually slower on CPUs. Routing and prediction always run in float32.
-        The accuracy difference is measured in ``docs/benchmarks.md``.
+    autocast : bool or "auto", default="auto"
+        Train with bfloat16 matrix products (``torch.autocast``): the
+        products' operands are rounded to bfloat16, while the weights, the
+        activations between layers, the optimizer and the losses stay
+        float32. ``"auto"`` does so where the device has bfloat16 matrix
+        instructions (x86 CPUs with AVX512-BF16 or AMX, CUDA GPUs from
+        Ampere on), where a training step runs at 1.4-1.8x the float32 rate
+        on 2 CPU cores, and trains in float32 elsewhere (where bfloat16 is
+        emulated, and slower). ``True`` asks for bfloat16 on any CPU or CUDA
+        device, ``False`` for float32 everywhere. Early stopping judges,
+        routing and prediction always run in float32. The accuracy
+        difference is measured in ``docs/benchmarks.md``; the same
+        ``random_state`` on the same machine gives the same model either way.
     verbose : int, default=0
         0 is silent; 1 prints one line per epoch (phase, train and validation
         loss, expert load, seconds); 2 also shows a progress bar within each

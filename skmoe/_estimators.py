@@ -104,7 +104,7 @@ class _BaseMoE(BaseEstimator):
         "device": [str],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
-        "autocast": ["boolean"],
+        "autocast": ["boolean", StrOptions({"auto"})],
         "verbose": ["verbose"],
     }
 
@@ -139,7 +139,7 @@ class _BaseMoE(BaseEstimator):
         device: str = "auto",
         n_threads: int | None = None,
         n_jobs: int | None = None,
-        autocast: bool = False,
+        autocast: bool | str = "auto",
         verbose: int = 0,
     ) -> None:
         self.categorical_features = categorical_features
@@ -1002,7 +1002,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         device: str = "auto",
         n_threads: int | None = None,
         n_jobs: int | None = None,
-        autocast: bool = False,
+        autocast: bool | str = "auto",
         verbose: int = 0,
     ) -> None:
         super().__init__(

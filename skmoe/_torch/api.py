@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import device as _device
-from .device import free_cuda_cache, inference_dtype, resolve_device
+from .device import free_cuda_cache, inference_dtype, resolve_device, training_autocast
 from .experts import ExpertBank, expert_params
 from .lazy import LazyExpertBank
 from .piecewise import PiecewiseLayout, PiecewiseRows
@@ -171,7 +171,7 @@ def _guarded(
         # The training rows live on the device for the whole fit.
         train_split = _to_split(*train, device)
         val_split = _to_split(*val, device) if val is not None else None
-        with _autocast(config.autocast, device):
+        with training_autocast(config.autocast, device):
             network = run(train_split, val_split)
     except torch.OutOfMemoryError as exc:
         free_cuda_cache(device)
@@ -256,15 +256,6 @@ def _to_split(Z: np.ndarray, y: np.ndarray, w: np.ndarray, device: torch.device)
         y=torch.from_numpy(y).to(device),
         w=torch.from_numpy(np.asarray(w, dtype=np.float32)).to(device),
     )
-
-
-def _autocast(enabled: bool, device: torch.device):
-    """bfloat16 autocast for training when ``autocast=True``."""
-    if not enabled:
-        return contextlib.nullcontext()
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"autocast=True needs a CPU or CUDA device, got {device}.")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 # -- inference --------------------------------------------------------------------

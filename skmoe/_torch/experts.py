@@ -21,6 +21,7 @@ measured and lost accuracy: ``docs/benchmarks.md``.)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arrays import checked_tensor, numpy
+from .device import autocast_dtype
 from .piecewise import PiecewiseRows, prepare, project
 from .piecewise import dense as _dense
 
@@ -384,13 +386,42 @@ def mlp_members(h: torch.Tensor, weights, biases, slopes, prelu: bool, adapter=N
     ``adapter``) is one member. This is the training path, for the
     per-member loss of :class:`MemberLoss`.
     """
-    h = _hidden(h, weights, biases, slopes, prelu, adapter)
+    h = _hidden(h, weights, biases, slopes, prelu, adapter, train=True)
     if adapter is None:
-        return torch.addmm(biases[-1], h, weights[-1]).unsqueeze(1)
+        return _as_dtype_of(torch.addmm(biases[-1], h, weights[-1]), h).unsqueeze(1)
     k, width, heads = _heads(weights[-1], adapter)
+    n_outputs = heads.shape[2]
+    if k * n_outputs <= _BLOCK_DIAGONAL_HEADS:
+        # Few outputs: one product with the heads on a block diagonal,
+        # (n, k * width) @ (k * width, k * o). It does k times the arithmetic
+        # of the members' own products, but a batched product with one or
+        # two columns per member ran at a fraction of the rate (its backward
+        # took longer than the second layer's).
+        mask = _block_diagonal_mask(k, width, n_outputs, weights[-1].device)
+        diagonal = weights[-1].repeat(k, 1) * mask  # (k * width, k * o)
+        out = torch.addmm(biases[-1], h.view(-1, k * width), diagonal)
+        return _as_dtype_of(out, h).view(-1, k, n_outputs)
     # Each member through its own head: (k, rows, width) @ (k, width, o).
     out = torch.baddbmm(biases[-1].view(k, 1, -1), h.view(-1, k, width).transpose(0, 1), heads)
-    return out.transpose(0, 1)  # (n, k, o)
+    return _as_dtype_of(out, h).transpose(0, 1)  # (n, k, o)
+
+
+# Members times outputs up to which training runs the members' heads as one
+# block-diagonal product (see mlp_members).
+_BLOCK_DIAGONAL_HEADS = 64
+
+
+@functools.lru_cache(maxsize=16)
+def _block_diagonal_mask(k: int, width: int, n_outputs: int, device: torch.device) -> torch.Tensor:
+    """Ones where member j's hidden units meet its own outputs: ``(k * width, k * o)``."""
+    return torch.block_diag(*[torch.ones(width, n_outputs, device=device)] * k)
+
+
+def _as_dtype_of(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out`` of a matrix product in ``like``'s dtype: under bfloat16 autocast,
+    the activations stay float32 and only the products' operands are rounded
+    (the elementwise layers between them run at the float32 rate)."""
+    return out if out.dtype == like.dtype else out.to(like.dtype)
 
 
 def first_layer(weight: torch.Tensor, bias: torch.Tensor, adapter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -407,22 +438,65 @@ def first_layer(weight: torch.Tensor, bias: torch.Tensor, adapter: torch.Tensor)
     return scaled, bias.repeat(k)
 
 
-def _hidden(h, weights, biases, slopes, prelu: bool, adapter, first=None) -> torch.Tensor:
+def _hidden(h, weights, biases, slopes, prelu: bool, adapter, first=None, train: bool = False) -> torch.Tensor:
     """The last hidden layer: ``(n, width)``, or ``(n * k, width)`` for ``k`` members,
     a row's members adjacent; ``first``, if prepared, is :func:`first_layer` and its
-    lookup form for piecewise rows (None for dense rows)."""
+    lookup form for piecewise rows (None for dense rows). ``train``: the training
+    path (dense rows, gradients), whose products keep float32 activations under
+    autocast."""
     start = 0
     if adapter is not None and len(weights) > 1:
-        scaled, bias, prepared = first if first is not None else (*first_layer(weights[0], biases[0], adapter), None)
-        h = project(h, scaled, bias, prepared).view(-1, weights[0].shape[1])  # (n * k, width)
+        if train:
+            h = _MembersFirstLayer.apply(h, weights[0], biases[0], adapter, autocast_dtype(h.device))
+        else:
+            scaled, bias, prepared = first if first is not None else (*first_layer(weights[0], biases[0], adapter), None)
+            h = project(h, scaled, bias, prepared)
+        h = h.view(-1, weights[0].shape[1])  # (n * k, width)
         h = parametric_relu(h, slopes[0]) if prelu else F.relu(h)
         start = 1
     elif adapter is not None:  # linear members: the scaled inputs meet the heads
         h = (_dense(h).unsqueeze(1) * adapter).flatten(0, 1)  # (rows * k, in)
     for layer in range(start, len(weights) - 1):
-        h = project(h, weights[layer], biases[layer])
+        out = project(h, weights[layer], biases[layer])
+        h = _as_dtype_of(out, h) if train else out
         h = parametric_relu(h, slopes[layer]) if prelu else F.relu(h)
     return h
+
+
+class _MembersFirstLayer(torch.autograd.Function):
+    """:func:`first_layer`'s product for training: ``(n, in) -> (n, k * width)``.
+
+    The same forward numbers as autograd through :func:`first_layer` and
+    :func:`project`, with a backward written for it: the scaled weights are
+    built in a contiguous layout (autograd's broadcast product left them
+    strided, so every step copied them), their gradient is folded back onto
+    the weights and the adapters by two small reductions, and the rows get no
+    gradient unless they ask for one. With ``low`` (bfloat16 autocast) both
+    large products take operands rounded to ``low`` and return float32.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, adapter, low):
+        k = adapter.shape[0]
+        members_in = adapter.T.contiguous()  # (in, k)
+        scaled = (members_in.unsqueeze(2) * weight.unsqueeze(1)).view(weight.shape[0], -1)  # (in, k * width)
+        if low is not None:
+            x, scaled = x.to(low), scaled.to(low)
+        ctx.save_for_backward(x, scaled, weight, members_in)
+        ctx.low = low
+        return _as_dtype_of(torch.addmm(bias.repeat(k).to(x.dtype), x, scaled), weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, scaled, weight, members_in = ctx.saved_tensors
+        n_in, k = members_in.shape
+        low_grad = grad if ctx.low is None else grad.to(ctx.low)
+        grad_scaled = (x.T @ low_grad).to(weight.dtype).view(n_in, k, -1)  # (in, k, width)
+        grad_x = (low_grad @ scaled.T).to(weight.dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.bmm(members_in.unsqueeze(1), grad_scaled).squeeze(1)  # sum over members
+        grad_adapter = (grad_scaled * weight.unsqueeze(1)).sum(2).T  # (k, in)
+        grad_bias = grad.sum(0).view(k, -1).sum(0)
+        return grad_x, grad_weight, grad_bias, grad_adapter, None
 
 
 def parametric_relu(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,6 @@ expert only on its own rows: a row costs its ``k`` experts, never all of them.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arrays import ModelFileError, checked_tensor, numpy
-from .device import CHUNK_ROWS
+from .device import CHUNK_ROWS, full_precision
 from .experts import ExpertBank
 from .piecewise import PiecewiseRows, prepare, project
 
@@ -37,14 +36,6 @@ def nearest_prototype(x: torch.Tensor | PiecewiseRows, prototypes: torch.Tensor,
         else:
             scores = torch.addmm((prototypes * prototypes).sum(1), x, prototypes.T, alpha=-2.0)
     return scores.argmin(dim=1)
-
-
-def full_precision(x: torch.Tensor):
-    """A context that turns autocast off on ``x``'s device: training under bf16
-    autocast must route rows exactly as float32 prediction does."""
-    if x.device.type in ("cpu", "cuda"):
-        return torch.autocast(x.device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def nearest_prototype_numpy(Z: np.ndarray, prototypes: np.ndarray, chunk: int = CHUNK_ROWS):

@@ -23,7 +23,6 @@ instead of a few dozen per expert.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -34,8 +33,9 @@ import torch
 
 from .averaging import average_rate
 from .batched import StackedAdamW, padded_batches, stack_states, stacked_members
-from .device import CHUNK_ROWS, resolve_device
+from .device import CHUNK_ROWS, full_precision, resolve_device, training_autocast
 from .experts import MemberLoss, mlp_forward, mlp_members, split_state
+from .optim import adamw
 from .schedule import BatchStream, epoch_budget, step_lr
 from .stopping import EarlyStopping
 
@@ -87,7 +87,7 @@ class ExpertJob:
     n_iter_no_change: int
     tol: float
     device: str  # the estimator's device setting, resolved where the job runs
-    autocast: bool
+    autocast: bool | str  # the estimator's setting, resolved where the job runs
     lr_schedule: str = "constant"  # see schedule.scheduled_lr
     epoch_steps: int | None = None  # steps per epoch (see .schedule); None: a pass
     batched: bool | None = None  # all experts in one program (.batched); None: on accelerators
@@ -126,14 +126,7 @@ def train_experts(job: ExpertJob, on_epoch: Callable[["_Run"], None] | None = No
     running state, for checkpoints.
     """
     device = resolve_device(job.device)
-    # Without the cast cache: it would keep the bfloat16 copy of each (leaf)
-    # parameter from before the optimizer's first in-place update.
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-        if job.autocast
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    with training_autocast(job.autocast, device):
         run = _Run(job, device)
         try:
             run.train(on_epoch)
@@ -206,11 +199,8 @@ class _Run:
         if self.batched:
             self.optimizer = StackedAdamW(self.stacks, lr=job.learning_rate, weight_decay=job.weight_decay)
         else:
-            self.optimizer = torch.optim.AdamW(
-                [p for params in self.params for p in params],
-                lr=job.learning_rate,
-                weight_decay=job.weight_decay,
-                foreach=True,
+            self.optimizer = adamw(
+                [p for params in self.params for p in params], job.learning_rate, job.weight_decay
             )
 
     @torch.no_grad()
@@ -383,17 +373,23 @@ class _Run:
         out = np.full(len(self.job.experts), np.nan)
         if self.val is None:
             return out
-        X, y, w, rows = self.val
-        for e, r in enumerate(rows):
-            if len(r) == 0 or not (self.stopping.active[e] or len(self.val_losses) == 0):
-                continue
-            kept = self.averages[e] if self.rate else None
-            total = sum(
-                float((self.job.loss_fn(self._forward(e, X[i], params=kept), y[i]).double() * w[i]).sum())
-                for i in r.split(CHUNK_ROWS)
-            )
-            out[e] = total / max(float(w[r].double().sum()), 1e-12)
+        X, _, _, rows = self.val
+        with full_precision(X):  # judged on the numbers prediction will give
+            for e, r in enumerate(rows):
+                out[e] = self._val_loss(e, r)
         return out
+
+    def _val_loss(self, e: int, r: torch.Tensor) -> float:
+        """Expert ``e``'s mean loss on its validation rows ``r`` (NaN: not checked)."""
+        X, y, w, _ = self.val
+        if len(r) == 0 or not (self.stopping.active[e] or len(self.val_losses) == 0):
+            return np.nan
+        kept = self.averages[e] if self.rate else None
+        total = sum(
+            float((self.job.loss_fn(self._forward(e, X[i], params=kept), y[i]).double() * w[i]).sum())
+            for i in r.split(CHUNK_ROWS)
+        )
+        return total / max(float(w[r].double().sum()), 1e-12)
 
     def _state(self, e: int) -> list[torch.Tensor]:
         """What expert ``e`` would keep now: its weights, or their average."""

@@ -34,8 +34,9 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from .averaging import WeightAverage, average_rate
-from .device import CHUNK_ROWS
+from .device import CHUNK_ROWS, full_precision
 from .experts import ExpertBank, MemberLoss
+from .optim import adamw
 from .parallel import n_workers as parallel_workers
 from .parallel import run_unordered
 from .routing import LearnedRouter, MoENetwork, VoronoiRouter, route_in_chunks, sparse_forward
@@ -62,7 +63,7 @@ class TrainConfig:
     tol: float = 1e-4
     n_jobs: int | None = None  # expert jobs in parallel (Voronoi specialisation)
     device: str = "cpu"  # the device setting, resolved where an expert job runs
-    autocast: bool = False
+    autocast: bool | str = "auto"  # see device.training_autocast
     lr_schedule: str = "constant"  # or "cosine": decay to zero over max_epochs of each phase
     average_epochs: float = 0.0  # time constant of the weight average (.averaging); 0: none
     epoch_plan: EpochPlan | None = None  # fixed epoch counts (a refit without validation rows)
@@ -276,9 +277,7 @@ class Trainer:
 
     # -- phases on all rows ---------------------------------------------------
     def _optimizer(self, params) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
+        return adamw(params, self.config.learning_rate, self.config.weight_decay)
 
     def _fit_shared(self, bank: ExpertBank, router, train: Split, val: Split | None) -> None:
         """One MLP on all rows: the warm start of every expert."""
@@ -453,14 +452,19 @@ class Trainer:
 
     @torch.no_grad()
     def _global_loss(self, forward, split: Split) -> float:
-        """Weighted mean loss of the predictions ``forward(x)`` on ``split``."""
-        total = sum(
+        """Weighted mean loss of the predictions ``forward(x)`` on ``split``,
+        in float32 under autocast (the numbers prediction will give)."""
+        with full_precision(split.X):
+            total = self._loss_sum(forward, split)
+        return total / max(float(split.w.sum()), 1e-12)
+
+    def _loss_sum(self, forward, split: Split) -> float:
+        return sum(
             float((self.loss_fn(forward(x), y) * w).sum())
             for x, y, w in zip(
                 split.X.split(CHUNK_ROWS), split.y.split(CHUNK_ROWS), split.w.split(CHUNK_ROWS)
             )
         )
-        return total / max(float(split.w.sum()), 1e-12)
 
     # -- Voronoi specialisation: independent expert jobs ---------------------
     def _specialise_voronoi(
