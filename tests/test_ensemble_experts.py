@@ -10,7 +10,7 @@ import torch
 
 import skmoe
 from skmoe import MoEClassifier, MoERegressor, count_parameters
-from skmoe._torch.experts import ExpertBank, MemberLoss, mlp_forward
+from skmoe._torch.experts import ExpertBank, MemberLoss, _MembersFirstLayer, mlp_forward
 from skmoe._torch.training import log_loss, squared_error
 
 SMALL = dict(n_experts=3, expert_width=16, max_epochs=5, random_state=0)
@@ -61,16 +61,18 @@ def test_members_are_separate_mlps_sharing_hidden_layers():
         torch.testing.assert_close(bank.forward_members([None, x])[1], each[1].detach())
 
 
-def test_members_first_layers_as_one_product_equal_the_scaled_inputs():
+@pytest.mark.parametrize("o", [2, 20])  # heads as one block-diagonal product / a batched product
+def test_members_first_layers_as_one_product_equal_the_scaled_inputs(o):
     """The members' first layers run as one product with scaled weights; values
-    and gradients equal those of each member's scaled inputs, for any scales."""
-    k, o = 4, 2
+    and gradients (weights, adapters, biases, heads, rows) equal those of each
+    member's scaled inputs, for any scales, whichever form the heads take."""
+    k = 4
     bank = _bank(k, o)
     with torch.no_grad():
         bank.adapters[0].copy_(torch.randn_like(bank.adapters[0]))  # trained, not +-1
-    x = torch.randn(9, 5)
+    x = torch.randn(9, 5, requires_grad=True)
     e = 1
-    params = [bank.weights[0], bank.adapters[0]]
+    params = [bank.weights[0], bank.adapters[0], bank.biases[0], bank.weights[-1], bank.biases[-1], x]
 
     def explicit():
         w = [p[e] for p in bank.weights]
@@ -239,3 +241,52 @@ def test_prepared_first_layers_follow_the_weights_and_stay_out_of_copies():
         assert wide[0].dtype == torch.float64 and (0, torch.float64, None) in bank._first_cache
     assert "_first_cache" not in pickle.loads(pickle.dumps(bank)).__dict__
     assert "_first_cache" not in copy.deepcopy(bank).__dict__
+
+
+def test_a_fused_optimizer_step_rebuilds_the_prepared_first_layers():
+    """torch's fused AdamW writes the weights without bumping their version;
+    ``adamw`` bumps it, so validation after a step sees the new weights."""
+    from skmoe._torch.optim import adamw
+
+    bank = _bank(members=4)
+    rows = [torch.randn(7, 5), torch.randn(3, 5)]
+    optimizer = adamw(bank.parameters(), lr=0.1, weight_decay=0.0)
+    with torch.no_grad():
+        before = bank.forward_groups(rows)  # prepares and caches the first layers
+    sum(m.square().sum() for m in bank.forward_members(rows)).backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = bank.forward_groups(rows)
+        del bank.__dict__["_first_cache"]
+        fresh = bank.forward_groups(rows)
+    for b, a, f in zip(before, after, fresh):
+        assert not torch.equal(a, b)
+        torch.testing.assert_close(a, f, rtol=0, atol=0)
+
+
+def test_bfloat16_training_keeps_float32_gradients_near_the_float32_ones():
+    """Under bfloat16 autocast the training path's products take bfloat16
+    operands (and PReLU, on torch's autocast list, bfloat16 values), while the
+    first layer's product, the loss and every gradient stay float32 and near
+    the float32 path's."""
+    bank = _bank(members=4)
+    rows = [torch.randn(64, 5), torch.randn(32, 5)]
+    target = torch.randn(64, 4, 2)
+
+    def loss_and_grads():
+        out = bank.forward_members(rows)
+        loss = torch.nn.functional.mse_loss(out[0], target) + out[1].float().square().mean()
+        return out, loss, torch.autograd.grad(loss, list(bank.parameters()))
+
+    exact, exact_loss, exact_grads = loss_and_grads()
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        weight, bias, adapter = bank.weights[0][0], bank.biases[0][0], bank.adapters[0][0]
+        assert _MembersFirstLayer.apply(rows[0], weight, bias, adapter, torch.bfloat16).dtype == torch.float32
+        low, low_loss, low_grads = loss_and_grads()
+    assert low_loss.dtype == torch.float32
+    torch.testing.assert_close(low_loss, exact_loss, rtol=0.05, atol=0)
+    for a, b in zip(exact + list(exact_grads), low + list(low_grads)):
+        # bfloat16 keeps 8 bits of mantissa: each tensor within 3% of the float32 one, in norm
+        assert float((b.float() - a).detach().norm()) <= 0.03 * float(a.detach().norm()), a.shape
+    assert all(g.dtype == torch.float32 for g in low_grads)
+    assert not all(torch.equal(a, b.float()) for a, b in zip(exact, low))  # bfloat16 did round
