@@ -172,7 +172,9 @@ COMMON_PARAMS_DOC = """
         ``threadpoolctl`` limits and ``OMP_NUM_THREADS``: in the worker
         processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
         joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
-        the CPU. The fitted model does not depend on it.
+        the CPU. The fitted model does not depend on it, up to the last
+        bits of the routing prototypes (scikit-learn's k-means sums over
+        threads), which route the rows the same in the tests.
     n_jobs : int or None, default=None
         Parallel jobs for training the experts of ``router="voronoi"`` once
         the router is fitted: the experts are independent, so they are split
@@ -185,9 +187,10 @@ COMMON_PARAMS_DOC = """
         jointly with the experts.
     autocast : bool or "auto", default="auto"
         Train with bfloat16 matrix products (``torch.autocast``): the
-        products' operands are rounded to bfloat16, while the weights, the
-        activations between layers, the optimizer and the losses stay
-        float32. ``"auto"`` does so where the device has bfloat16 matrix
+        products' operands are rounded to bfloat16, and so are the hidden
+        activations after the first PReLU (which autocast also runs in
+        bfloat16), while the weights, their gradients, the optimizer and the
+        losses stay float32. ``"auto"`` does so where the device has bfloat16 matrix
         instructions (x86 CPUs with AVX512-BF16 or AMX, CUDA GPUs from
         Ampere on), where a training step runs at 1.4-1.8x the float32 rate
         on 2 CPU cores, and trains in float32 elsewhere (where bfloat16 is

@@ -33,7 +33,9 @@ def _assert_same_training(job):
             np.testing.assert_allclose(x, z, rtol=1e-3, atol=1e-4)
 
 
-FAST = dict(expert_width=16, max_epochs=6, random_state=0)
+# float32: the two programs agree to float32 rounding (bfloat16 products,
+# autocast="auto" on CPUs that have them, would round each differently).
+FAST = dict(expert_width=16, max_epochs=6, random_state=0, autocast=False)
 
 
 @pytest.mark.parametrize(

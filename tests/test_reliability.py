@@ -259,7 +259,7 @@ def test_parallel_search_workers_do_not_oversubscribe(data):
 def test_bf16_autocast_trains_and_routes_as_float32(data, router):
     X, y = data
     params = dict(FAST, router=router, max_epochs=3)
-    plain = MoERegressor(**params).fit(X, y)
+    plain = MoERegressor(**params, autocast=False).fit(X, y)
     bf16 = MoERegressor(**params, autocast=True).fit(X, y)
     # The experts trained in bfloat16 (different weights), the routing did not.
     assert not np.array_equal(plain.predict(X), bf16.predict(X))
@@ -269,3 +269,71 @@ def test_bf16_autocast_trains_and_routes_as_float32(data, router):
             plain.network_.router.prototypes.numpy(), bf16.network_.router.prototypes.numpy()
         )
     assert bf16.score(X, y) > plain.score(X, y) - 0.05
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [(frozenset({"avx2", "avx512f", "avx512_bf16"}), torch.bfloat16),
+     (frozenset({"avx2", "amx_bf16"}), torch.bfloat16),
+     (frozenset({"avx2", "avx512f"}), None),  # bfloat16 emulated: slower than float32
+     (frozenset(), None)],  # flags unknown (no /proc/cpuinfo)
+)
+def test_auto_autocast_follows_the_cpus_bfloat16_instructions(monkeypatch, flags, expected):
+    from skmoe._torch import device as device_module
+
+    monkeypatch.setattr(device_module, "_cpu_flags", lambda: flags)
+    cpu = torch.device("cpu")
+    x = torch.randn(4, 3)
+    with device_module.training_autocast("auto", cpu):
+        assert (x @ x.T).dtype == (expected or torch.float32)
+        with device_module.full_precision(x):  # routing and the validation losses
+            assert (x @ x.T).dtype == torch.float32
+    with device_module.training_autocast(False, cpu):
+        assert (x @ x.T).dtype == torch.float32
+    with device_module.training_autocast(True, cpu):
+        assert (x @ x.T).dtype == torch.bfloat16
+
+
+def _recording_loss(seen):
+    from skmoe._torch import api
+
+    def loss(out, y):
+        seen.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu")))
+        return api.squared_error(out, y)
+
+    return loss
+
+
+def test_validation_losses_are_float32_under_bfloat16_training(data, monkeypatch, capture_expert_jobs):
+    """Early stopping judges the float32 numbers prediction will give: every
+    loss computed without gradients (validation: the shared phase, the expert
+    jobs in a loop or batched) runs with autocast off, while the training
+    steps' losses run under it."""
+    from dataclasses import replace
+
+    from skmoe._torch.specialise import train_experts
+
+    seen = []
+    monkeypatch.setattr(MoERegressor, "_loss", staticmethod(_recording_loss(seen)))
+    X, y = data
+    (job,) = capture_expert_jobs(MoERegressor(**FAST, autocast=True), X, y)
+    assert job.val is not None
+    for batched in (False, True):
+        train_experts(replace(job, batched=batched, autocast=True, loss_fn=_recording_loss(seen)))
+    assert {autocast for grad, autocast in seen if not grad} == {False}
+    assert {autocast for grad, autocast in seen if grad} == {True}
+
+
+def test_bfloat16_fits_are_deterministic_whatever_the_threads(data):
+    """The bfloat16 products (oneDNN, not MKL's strict mode) give the same
+    experts for the same seed, on one thread or two. The prototypes are
+    scikit-learn's k-means centres, whose sums over threads may differ in
+    their last bits; they route every row the same."""
+    X, y = data
+    a = MoERegressor(**FAST, autocast=True, n_threads=1).fit(X, y)
+    b = MoERegressor(**FAST, autocast=True, n_threads=2).fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.apply(X), b.apply(X))
+    one, two = a.network_.state_dict(), b.network_.state_dict()
+    torch.testing.assert_close(one.pop("router.prototypes"), two.pop("router.prototypes"))
+    assert one.keys() == two.keys() and all(torch.equal(one[key], two[key]) for key in one)
