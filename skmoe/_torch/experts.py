@@ -418,9 +418,11 @@ def _block_diagonal_mask(k: int, width: int, n_outputs: int, device: torch.devic
 
 
 def _as_dtype_of(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``out`` of a matrix product in ``like``'s dtype: under bfloat16 autocast,
-    the activations stay float32 and only the products' operands are rounded
-    (the elementwise layers between them run at the float32 rate)."""
+    """``out`` of a matrix product in ``like``'s dtype (its input's or its
+    weight's): under bfloat16 autocast a product of float32 activations
+    returns float32 ones. PReLU is on autocast's own list, so after the
+    first PReLU the activations are bfloat16 and stay so up to the heads;
+    the loss and every gradient reaching a parameter are float32."""
     return out if out.dtype == like.dtype else out.to(like.dtype)
 
 
@@ -442,8 +444,8 @@ def _hidden(h, weights, biases, slopes, prelu: bool, adapter, first=None, train:
     """The last hidden layer: ``(n, width)``, or ``(n * k, width)`` for ``k`` members,
     a row's members adjacent; ``first``, if prepared, is :func:`first_layer` and its
     lookup form for piecewise rows (None for dense rows). ``train``: the training
-    path (dense rows, gradients), whose products keep float32 activations under
-    autocast."""
+    path (dense rows, gradients), whose products keep their input's dtype under
+    autocast (see :func:`_as_dtype_of`)."""
     start = 0
     if adapter is not None and len(weights) > 1:
         if train:
@@ -537,7 +539,7 @@ class _PReLU(torch.autograd.Function):
         h, slope = ctx.saved_tensors
         passed = torch.ops.aten.threshold_backward(grad, h, 0)  # grad where h > 0, else 0
         blocked = grad - passed  # grad where h <= 0, else 0
-        grad_h = torch.addcmul(passed, slope, blocked).to(h.dtype)  # (under autocast h is bfloat16)
+        grad_h = torch.addcmul(passed, slope, blocked).to(h.dtype)  # (under autocast, deeper layers' h is bfloat16)
         # Summed over the rows (and nothing else) down to the slopes' shape.
         return grad_h, (blocked * h).sum_to_size(slope.shape).to(slope.dtype)
 
