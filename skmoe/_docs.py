@@ -172,9 +172,8 @@ COMMON_PARAMS_DOC = """
         ``threadpoolctl`` limits and ``OMP_NUM_THREADS``: in the worker
         processes of ``GridSearchCV(n_jobs=k)`` or ``cross_val_score(n_jobs=k)``
         joblib sets it to ``n_cpus // k``, so parallel fits do not oversubscribe
-        the CPU. The fitted model does not depend on it, up to the last
-        bits of the routing prototypes (scikit-learn's k-means sums over
-        threads), which route the rows the same in the tests.
+        the CPU. The fitted model does not depend on it (bit for bit on
+        the CPU).
     n_jobs : int or None, default=None
         Parallel jobs for training the experts of ``router="voronoi"`` once
         the router is fitted: the experts are independent, so they are split
