@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import functools
 import math
 import os
 import threading
@@ -41,7 +40,6 @@ from sklearn.utils.validation import (
     check_is_fitted,
     column_or_1d,
 )
-from threadpoolctl import ThreadpoolController
 
 from . import _model_state, _persistence
 from ._docs import COMMON_ATTRS_DOC, COMMON_PARAMS_DOC
@@ -63,13 +61,6 @@ _AUTO_VALIDATION_MAX_ROWS = 32_768
 # rows: a refit costs about another fit, for the rows it gives back.
 _AUTO_REFIT_MIN_SHARE = 0.05
 
-
-@functools.cache
-def _threadpools() -> ThreadpoolController:
-    """The process's thread pools, found once (torch's OpenMP runtime is
-    loaded with skmoe): finding them reads the list of loaded libraries,
-    which took 1.4 ms of every one-row predict with ``n_threads`` set."""
-    return ThreadpoolController()
 
 
 class _BaseMoE(BaseEstimator):
@@ -201,9 +192,7 @@ class _BaseMoE(BaseEstimator):
     # -- fitting ---------------------------------------------------------------
     def _threads(self):
         """Limit the CPU threads of torch's kernels to ``n_threads``, if set."""
-        if self.n_threads is None:
-            return contextlib.nullcontext()
-        return _threadpools().limit(limits=self.n_threads, user_api="openmp")
+        return engine.limit_threads(self.n_threads)
 
     def _fit(self, X, y, sample_weight, X_val, y_val):
         # A warm-start fit of a fitted model leaves it as it was when it fails

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import device as _device
-from .device import free_cuda_cache, inference_dtype, resolve_device, training_autocast
+from .device import free_cuda_cache, inference_dtype, limit_threads, resolve_device, training_autocast
 from .experts import ExpertBank, expert_params
 from .lazy import LazyExpertBank
 from .piecewise import PiecewiseLayout, PiecewiseRows
@@ -49,7 +49,8 @@ from .training import EpochPlan, History, RefitDiverged, Split, TrainConfig, Tra
 
 __all__ = [
     "Architecture", "FitOutcome", "History", "ModelFileError", "MoENetwork", "PiecewiseLayout", "TrainConfig",
-    "architecture", "check_device", "expert_params", "fit_grown", "fit_new", "log_loss", "log_softmax",
+    "architecture", "check_device", "expert_params", "fit_grown", "fit_new", "limit_threads", "log_loss",
+    "log_softmax",
     "map_chunks", "network_from_arrays", "network_state", "network_to_arrays", "open_network",
     "param_counts",
     "predict_raw", "prototypes", "prune", "refit", "route_rows", "router_params", "squared_error",

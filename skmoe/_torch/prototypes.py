@@ -5,14 +5,13 @@ Both are fitted in the preprocessed space with scikit-learn's k-means.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import ThreadpoolController
 
+from .device import limit_threads
 from .routing import nearest_prototype_numpy
 
 # The prototypes are fitted on at most max(_KMEANS_MIN_SAMPLE,
@@ -21,17 +20,12 @@ _KMEANS_MIN_SAMPLE = 10_000
 _KMEANS_ROWS_PER_CELL = 50
 
 
-@functools.lru_cache(maxsize=1)
-def _thread_pools() -> ThreadpoolController:
-    return ThreadpoolController()  # found once: it reads the list of loaded libraries
-
-
 def _kmeans(Z: np.ndarray, w: np.ndarray, n_clusters: int, seed: int) -> KMeans:
     kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
     # One OpenMP thread: k-means sums its centres thread by thread, so their
     # last bits followed the thread count (n_threads, or the fewer threads of
     # a GridSearchCV worker). On at most a 10,000-row sample it costs little.
-    with warnings.catch_warnings(), _thread_pools().limit(limits=1, user_api="openmp"):
+    with warnings.catch_warnings(), limit_threads(1):
         # Fewer distinct points than clusters leaves duplicate centres: those
         # cells simply receive no rows, which expert_usage_ reports.
         warnings.simplefilter("ignore", ConvergenceWarning)
