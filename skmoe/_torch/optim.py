@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-
-try:
-    from torch.autograd.graph import increment_version
-except ImportError:  # torch before 2.1: no way to mark a fused write, so no fused step
-    increment_version = None
+from torch.autograd.graph import increment_version
 
 
 def adamw(params: Iterable[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -21,8 +17,6 @@ def adamw(params: Iterable[torch.Tensor], lr: float, weight_decay: float) -> tor
     """
     params = list(params)
     try:
-        if increment_version is None:
-            raise RuntimeError("fused steps need torch.autograd.graph.increment_version")
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel here (older torch, other devices)
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
