@@ -98,12 +98,12 @@ def tables(names: list[str], data_dir: Path) -> None:
     import accuracy as A
 
     manifest = {m["name"]: m for m in json.loads((data_dir / "manifest.json").read_text())}
+    runs = {**{label: ("skmoe", params) for label, params in SETTINGS.items()}, "mlp": ("mlp", None)}
     for name in names:
         info = manifest[name]
         X, y = A.load(data_dir, info)
         X_tr, _, y_tr, _ = A.split(X, y, info["task"], 0)
         seconds = {}
-        runs = {"float32": ("skmoe", SETTINGS["float32"]), "defaults": ("skmoe", {}), "mlp": ("mlp", None)}
         for label, (model, params) in runs.items():
             estimator = A.make_model(model, info["task"], 0, params)
             start = time.perf_counter()
