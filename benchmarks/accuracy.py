@@ -40,6 +40,8 @@ Usage::
     python benchmarks/accuracy.py --report --paired skmoe --models skmoe-lr3e-3
     # "bags" (a suite-only key): the mean of that many whole fits, seeds seed, seed + 1000, ...
     python benchmarks/accuracy.py --models skmoe --skmoe-params '{"bags": 2}' --label skmoe-bag2
+    # "refit_stretch" (suite-only, a candidate): every refit runs that many times the kept epochs
+    python benchmarks/accuracy.py --models skmoe --skmoe-params '{"refit_stretch": 1.4}' --label skmoe-refit14
     # pytabkit's models on a GPU (scores only; fit times there are not CPU times):
     python benchmarks/accuracy.py --models realmlp tabm --peer-device cuda
 """
@@ -91,6 +93,26 @@ def split(X, y, task: str, seed: int):
     return X_tr, X_te, y_tr, y_te
 
 
+_KEPT_BY = None  # the engine's EpochPlan.kept_by, before _stretch_refits
+
+
+def _stretch_refits(factor: float) -> None:
+    """Suite-only ``refit_stretch``: every refit in this process runs ``factor``
+    times the epochs its early-stopped fit kept, rounded (a candidate measured
+    on 2026-12-03; the engine has no such setting). 1 restores the engine's plan."""
+    global _KEPT_BY
+    from skmoe._torch.training import EpochPlan
+
+    if _KEPT_BY is None:
+        _KEPT_BY = EpochPlan.kept_by.__func__
+
+    def kept_by(cls, history):
+        plan = _KEPT_BY(cls, history)
+        return cls(int(np.rint(plan.shared * factor)), np.rint(plan.experts * factor).astype(np.int64))
+
+    EpochPlan.kept_by = classmethod(_KEPT_BY if factor == 1 else kept_by)
+
+
 def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None,
                peer_device: str = "cpu"):
     classif = task != "regression"
@@ -101,6 +123,7 @@ def make_model(name: str, task: str, seed: int, skmoe_params: dict | None = None
 
         params = dict(skmoe_params or {})
         bags = params.pop("bags", 1)
+        _stretch_refits(params.pop("refit_stretch", 1.0))
         cls = MoEClassifier if classif else MoERegressor
         if bags == 1:
             return cls(random_state=seed, **params)
