@@ -104,6 +104,8 @@ def _stretch_refits(factor: float) -> None:
     from skmoe._torch.training import EpochPlan
 
     if _KEPT_BY is None:
+        if factor == 1:  # never stretched: the engine's plan stays untouched
+            return
         _KEPT_BY = EpochPlan.kept_by.__func__
 
     def kept_by(cls, history):
