@@ -189,6 +189,9 @@ class _BaseMoE(BaseEstimator):
     def _scale_target(self, y: np.ndarray) -> np.ndarray:
         return y
 
+    def _fit_target_range(self, y: np.ndarray, grow: bool) -> None:
+        """Keep what prediction needs of the training targets ``y`` (regression: their range)."""
+
     # -- fitting ---------------------------------------------------------------
     def _threads(self):
         """Limit the CPU threads of torch's kernels to ``n_threads``, if set."""
@@ -245,6 +248,7 @@ class _BaseMoE(BaseEstimator):
                 UserWarning,
             )
         self.network_ = outcome.network
+        self._fit_target_range(y, grow)
         self._set_history(outcome.history, append=grow)
         self._set_param_counts()
         self.expert_usage_ = outcome.usage
@@ -740,8 +744,10 @@ class _BaseMoE(BaseEstimator):
 
     def __setstate__(self, state):
         saved = state.pop("_skmoe_versions", None)
+        own = self._get_param_names()
         for name, before in _model_state.PARAMS_BEFORE.items():  # pickled before it existed
-            state.setdefault(name, before)
+            if name in own:
+                state.setdefault(name, before)
         if saved is not None:
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
         super().__setstate__(_model_state.components_from_plain(state))
@@ -787,11 +793,23 @@ class MoERegressor(RegressorMixin, _BaseMoE):
 
     Parameters
     ----------{COMMON_PARAMS_DOC}
+    clip_predictions : bool, default=True
+        Clip each prediction to the range of the training targets
+        (``y_min_``, ``y_max_``), as a tree ensemble's predictions are by
+        construction. The experts' (P)ReLU pieces are linear beyond the
+        training data, so a row far outside it (or a censored target, such as
+        prices capped at a limit) would otherwise get a prediction that no
+        training row supports. ``False`` lets the experts extrapolate.
 
     Attributes
     ----------{COMMON_ATTRS_DOC}
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         Weighted mean and standard deviation of the training target.
+    y_min_, y_max_ : ndarray of shape (n_outputs,)
+        Smallest and largest training target (of the rows with a positive
+        weight, the held-out validation rows included), the range
+        ``clip_predictions`` clips to. ``None`` for a model fitted before
+        skmoe kept it.
 
     See Also
     --------
@@ -808,6 +826,80 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     """
 
     _multi_output = True
+
+    _parameter_constraints: dict = {
+        **_BaseMoE._parameter_constraints,
+        "clip_predictions": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_experts: int = 4,
+        expert_depth: int = 2,
+        expert_width: int = 128,
+        expert_members: int = 8,
+        prelu: bool = True,
+        router: str = "voronoi",
+        voronoi_search: str = "auto",
+        top_k: int = 1,
+        categorical_features="from_dtype",
+        numeric_bins: int = 32,
+        learning_rate: float = 2e-3,
+        lr_schedule: str = "constant",
+        weight_averaging: float = 2.0,
+        batch_size: int | str = "auto",
+        max_epochs: int = 200,
+        weight_decay: float = 1e-4,
+        early_stopping: bool | str = "auto",
+        validation_fraction: float | str = "auto",
+        n_iter_no_change: int = 10,
+        refit: bool | str = "auto",
+        probe_members: int | None = 2,
+        warm_start: bool = False,
+        checkpoint_dir=None,
+        checkpoint_every: int = 10,
+        random_state=None,
+        device: str = "auto",
+        n_threads: int | None = None,
+        n_jobs: int | None = None,
+        autocast: bool | str = "auto",
+        verbose: int = 0,
+        clip_predictions: bool = True,
+    ) -> None:
+        super().__init__(
+            n_experts=n_experts,
+            expert_depth=expert_depth,
+            expert_width=expert_width,
+            expert_members=expert_members,
+            prelu=prelu,
+            router=router,
+            voronoi_search=voronoi_search,
+            top_k=top_k,
+            categorical_features=categorical_features,
+            numeric_bins=numeric_bins,
+            learning_rate=learning_rate,
+            lr_schedule=lr_schedule,
+            weight_averaging=weight_averaging,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            refit=refit,
+            probe_members=probe_members,
+            warm_start=warm_start,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            random_state=random_state,
+            device=device,
+            n_threads=n_threads,
+            n_jobs=n_jobs,
+            autocast=autocast,
+            verbose=verbose,
+        )
+        self.clip_predictions = clip_predictions
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
@@ -843,6 +935,9 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
         """
         out = self._raw_predict(X) * self.y_scale_ + self.y_mean_
+        # Models fitted before the range was kept have none: never clipped.
+        if self.clip_predictions and getattr(self, "y_min_", None) is not None:
+            np.clip(out, self.y_min_, self.y_max_, out=out)
         return out[:, 0] if self._y_1d else out
 
     def _encode_y(self, y, fitting, name="y_val"):
@@ -881,6 +976,14 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     def _scale_target(self, y):
         return (y - self.y_mean_) / self.y_scale_
 
+    def _fit_target_range(self, y, grow):
+        # All rows fit saw (the held-out ones too: the refit trains on them);
+        # a grown model keeps the range of its earlier fits as well.
+        lo, hi = y.min(axis=0), y.max(axis=0)
+        if grow and getattr(self, "y_min_", None) is not None:
+            lo, hi = np.minimum(lo, self.y_min_), np.maximum(hi, self.y_max_)
+        self.y_min_, self.y_max_ = lo, hi
+
     def _n_outputs(self):
         return self.n_outputs_
 
@@ -897,6 +1000,9 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         fitted, arrays = super()._fitted_values()
         arrays["y_mean_"] = np.asarray(self.y_mean_, dtype=np.float64)
         arrays["y_scale_"] = np.asarray(self.y_scale_, dtype=np.float64)
+        if getattr(self, "y_min_", None) is not None:
+            arrays["y_min_"] = np.asarray(self.y_min_, dtype=np.float64)
+            arrays["y_max_"] = np.asarray(self.y_max_, dtype=np.float64)
         fitted["n_outputs_"] = int(self.n_outputs_)
         fitted["y_1d"] = bool(self._y_1d)
         return fitted, arrays
@@ -910,6 +1016,13 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         n_outputs = self.n_outputs_
         if self.y_mean_.shape != (n_outputs,) or self.y_scale_.shape != (n_outputs,):
             raise ModelFileError("The target scaling does not match the number of outputs.")
+        # Files written before the target range was kept have none.
+        self.y_min_ = self.y_max_ = None
+        if arrays.has("y_min_") or arrays.has("y_max_"):
+            self.y_min_ = arrays.finite("y_min_", (n_outputs,))
+            self.y_max_ = arrays.finite("y_max_", (n_outputs,))
+            if not (self.y_min_ <= self.y_max_).all():
+                raise ModelFileError("The target range's minimum exceeds its maximum.")
         _check_outputs(arch, n_outputs)
         super()._set_fitted_values(fitted, arrays, arch)
 

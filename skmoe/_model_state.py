@@ -25,13 +25,15 @@ from .exceptions import ModelFileError
 # Parameters added after models were first saved, with the value that says
 # how a model written (or pickled) before each existed was fitted: no
 # piecewise-linear view, single-MLP experts, no weight averaging, no refit on
-# all rows, and an early-stopped fit of all members.
+# all rows, an early-stopped fit of all members, and regression predictions
+# never clipped (such a model kept no target range).
 PARAMS_BEFORE = {
     "numeric_bins": 0,
     "expert_members": 1,
     "weight_averaging": 0.0,
     "refit": False,
     "probe_members": None,
+    "clip_predictions": False,  # MoERegressor only
 }
 
 
@@ -107,7 +109,8 @@ def estimator_from_state(header: dict, arrays: dict, network, classes: dict[str,
     try:
         est = classes[name](**_params_from_json(header["params"]))
         fitted = header["fitted"]
-        est.set_params(**{k: v for k, v in PARAMS_BEFORE.items() if k not in header["params"]})
+        params = est.get_params(deep=False)
+        est.set_params(**{k: v for k, v in PARAMS_BEFORE.items() if k in params and k not in header["params"]})
         n_features = int(fitted["n_features_in_"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None

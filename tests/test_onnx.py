@@ -72,6 +72,18 @@ def test_numeric_regressor_takes_one_matrix_and_multi_output(table):
     _check_regressor(model, numbers[2000:])
 
 
+def test_regressor_clips_as_predict_does(table):
+    X, y = table
+    numbers = X.select_dtypes("number").to_numpy()
+    Y = np.c_[y[:2000], np.log(y[:2000])]
+    far = np.vstack([numbers[2000:] * 8, numbers[2000:] * -3])
+    for clip in (True, False):
+        model = MoERegressor(**FAST, clip_predictions=clip).fit(numbers[:2000], Y)
+        (out,) = _run(model, far)
+        assert ((out >= Y.min(axis=0)) & (out <= Y.max(axis=0))).all() == clip
+        _check_regressor(model, far)
+
+
 def test_classifiers_binary_with_string_labels_and_multiclass(table):
     X, y = table
     binary = MoEClassifier(**FAST).fit(X[:2000], np.where(y[:2000] > np.median(y), "high", "low"))

@@ -414,6 +414,15 @@ def test_file_from_before_numeric_bins_loads_without_them(table, tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+def test_a_target_range_whose_minimum_exceeds_its_maximum_is_refused(copy):
+    with np.load(copy / "arrays.npz") as f:
+        arrays = dict(f)
+    arrays["fitted/y_min_"], arrays["fitted/y_max_"] = arrays["fitted/y_max_"] + 1, arrays["fitted/y_min_"]
+    _rewrite(copy, "arrays.npz", arrays)
+    with pytest.raises(ModelFileError, match="target range"):
+        skmoe.load(copy)
+
+
 def test_file_from_before_stored_bin_edges_derives_them(table, tmp_path):
     """A file without ``edges_`` (written before the heavy-value rule) bins as
     it was fitted: on edges read off its stored quantiles."""
