@@ -41,19 +41,20 @@ COMMON_PARAMS_DOC = """
         their own one-hot slot (up to the 64 most frequent of a column, which
         is then also target-encoded); missing values are a level of their
         own; rare and unseen levels share an ``other`` slot.
-    numeric_bins : int, default=32
+    numeric_bins : int, default=64
         Each numeric column is given to the network in three views: robust
         scaled, quantile-normalised, and a piecewise-linear encoding over
         this many quantile bins (``numeric_bins`` numbers in [0, 1] per
         column; Gorishniy et al., NeurIPS 2022). ``0`` leaves the third view
         out. The bins let an expert bend a column's effect at every bin edge;
         they widen the experts' input (and the routing space) by
-        ``numeric_bins`` per numeric column. A table with fewer than
-        ``32 * numeric_bins`` distinct training rows gets one bin per 32 rows
+        ``numeric_bins`` per numeric column. A small table gets fewer bins
         (``encoder_.numeric_.n_bins_``), so that no bin is learned from a
-        handful of rows. A value holding more than one bin's share of the
-        rows (zeros of a mostly-zero amount, a sentinel) ends one bin, and
-        the other bins fall at quantiles of the remaining values.
+        handful of rows: one per 32 distinct training rows up to 32 bins,
+        and one per 64 rows beyond them (64 bins from 4,096 rows). A value
+        holding more than one bin's share of the rows (zeros of a
+        mostly-zero amount, a sentinel) ends one bin, and the other bins
+        fall at quantiles of the remaining values.
     learning_rate : float, default=2e-3
         AdamW learning rate (the peak rate with ``lr_schedule="cosine"``).
     lr_schedule : {"constant", "cosine"}, default="constant"

@@ -19,9 +19,8 @@ _SPACE = {
     # With averaged weights 2e-3 fits faster than 1e-3 at the same accuracy;
     # 1e-3 (the earlier default) stays a candidate.
     "learning_rate": ([1e-3, 2e-3], loguniform(3e-4, 1e-2)),
-    # 32 bins (the default) led on telco and loan_grade; 64 (with a learning
-    # rate of 3e-3) on california, adult, bank, credit and ames, at 1.1-1.6x
-    # the fit time (docs/benchmarks.md).
+    # 64 bins (the default) led on california, adult, credit and telco; 32 on
+    # loan_grade and bikeshare, at about 0.7x the fit time (docs/benchmarks.md).
     "numeric_bins": ([32, 64], [0, 8, 16, 32, 64]),
     # Narrower experts regularise small tables.
     "expert_width": ([128, 256], [64, 128, 256, 512]),

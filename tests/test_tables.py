@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from skmoe import MoEClassifier, MoERegressor
+from skmoe._preprocessing import NumericEncoder
 
 FAST = dict(n_experts=2, expert_width=32, max_epochs=30, random_state=0)
 
@@ -196,8 +197,6 @@ def test_quantile_view_matches_interpolation_with_ties():
     backward linear interpolations of the stored quantiles (the tie rule)."""
     from scipy.special import ndtri
 
-    from skmoe._preprocessing import NumericEncoder
-
     rng = np.random.default_rng(0)
     n = 20_000
     X = np.c_[
@@ -218,8 +217,6 @@ def test_piecewise_linear_view_fills_quantile_bins():
     """Each value fills the bins below it, part of its own bin (linearly) and
     none above; tied edges are steps; values outside the training range are
     clipped to [0, 1]."""
-    from skmoe._preprocessing import NumericEncoder
-
     rng = np.random.default_rng(0)
     n, bins = 5_000, 8
     X = np.c_[rng.exponential(size=n), rng.integers(0, 3, n), np.ones(n)]
@@ -253,8 +250,6 @@ def test_heavy_values_end_one_bin_and_leave_the_rest_to_the_other_values():
     amount, a sentinel) ends a bin instead of taking several tied edges; the
     other values share the remaining bins. Columns without such a value keep
     the plain quantile edges."""
-    from skmoe._preprocessing import NumericEncoder
-
     rng = np.random.default_rng(0)
     n, bins = 20_000, 16
     amount = np.where(rng.random(n) < 0.9, 0.0, rng.lognormal(8.0, 1.0, n))
@@ -304,9 +299,22 @@ def test_numeric_bins_sets_the_input_width():
     # A small table gets at most one bin per 32 distinct rows.
     small = MoERegressor(n_experts=2, max_epochs=2, random_state=0).fit(df[:200], y[:200])
     assert small.encoder_.numeric_.n_bins_ == 200 // 32
-    assert small.get_params()["numeric_bins"] == 32
+    assert small.get_params()["numeric_bins"] == 64
     with pytest.raises(ValueError, match="numeric_bins"):
         MoERegressor(numeric_bins=-1).fit(df, y)
+
+
+@pytest.mark.parametrize(("n_rows", "n_bins", "expected"), [
+    (200, 64, 6), (1_000, 64, 31), (2_047, 64, 32), (2_048, 64, 32),
+    (3_000, 64, 46), (4_096, 64, 64), (50_000, 64, 64), (50_000, 16, 16), (3_000, 40, 40), (500, 0, 0),
+])
+def test_bins_need_32_rows_each_up_to_32_and_64_rows_each_beyond(n_rows, n_bins, expected):
+    """One bin per 32 distinct rows up to 32 bins, then one per 64 rows: the
+    bins past the 32nd cost the smallest suite table accuracy at 36 rows a bin."""
+    X = np.random.default_rng(0).normal(size=(n_rows, 2))
+    numeric = NumericEncoder(n_bins).fit(X, np.ones(n_rows))
+    assert numeric.n_bins_ == expected
+    assert numeric.n_outputs == (2 + expected) * 2
 
 
 def test_encoding_written_in_place_equals_the_views_concatenated():
