@@ -1,7 +1,7 @@
 """Peak memory of a fit against the size of its encoded table.
 
 Fits ``MoERegressor`` on a generated table of numeric columns (the default
-32 bins: 34 encoded inputs a column), in a fresh process per fit, and prints
+64 bins: 66 encoded inputs a column), in a fresh process per fit, and prints
 the process's peak resident memory, the memory before the fit (data and
 imports) and the size of the encoded float32 table. The network is kept
 tiny and trains one epoch, so that the encoding and the refit's rows, not

@@ -7,7 +7,7 @@ pipeline (``StandardScaler`` + ``MLPRegressor(256, 256)``), in one process.
 
 A model's predict cost depends on its shape, not on how long it trained, so
 both are fitted for a few epochs only (``--epochs``) on 50,000 generated
-rows: skmoe then has its default encoding (32 bins per column at this table
+rows: skmoe then has its default encoding (64 bins per column at this table
 size), 4 experts and 8 members of width 128, as a default fit would.
 
 Usage::
