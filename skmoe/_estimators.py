@@ -744,10 +744,7 @@ class _BaseMoE(BaseEstimator):
 
     def __setstate__(self, state):
         saved = state.pop("_skmoe_versions", None)
-        own = self._get_param_names()
-        for name, before in _model_state.PARAMS_BEFORE.items():  # pickled before it existed
-            if name in own:
-                state.setdefault(name, before)
+        state.update(_model_state.params_before(type(self), state))  # pickled before they existed
         if saved is not None:
             _persistence.warn_on_version_change(saved, f"This pickled {type(self).__name__}")
         super().__setstate__(_model_state.components_from_plain(state))
@@ -935,10 +932,19 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
         """
         out = self._raw_predict(X) * self.y_scale_ + self.y_mean_
-        # Models fitted before the range was kept have none: never clipped.
-        if self.clip_predictions and getattr(self, "y_min_", None) is not None:
-            np.clip(out, self.y_min_, self.y_max_, out=out)
+        bounds = self._clip_bounds()
+        if bounds is not None:
+            np.clip(out, *bounds, out=out)
         return out[:, 0] if self._y_1d else out
+
+    def _clip_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(y_min_, y_max_)`` where predictions are clipped, else None.
+
+        Models fitted before the range was kept have none: never clipped.
+        """
+        if not self.clip_predictions or getattr(self, "y_min_", None) is None:
+            return None
+        return self.y_min_, self.y_max_
 
     def _encode_y(self, y, fitting, name="y_val"):
         y = np.asarray(y, dtype=np.float64)

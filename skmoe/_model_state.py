@@ -37,6 +37,12 @@ PARAMS_BEFORE = {
 }
 
 
+def params_before(cls, given) -> dict:
+    """The ``PARAMS_BEFORE`` values for the parameters of ``cls`` missing from ``given``."""
+    own = cls._get_param_names()
+    return {k: v for k, v in PARAMS_BEFORE.items() if k in own and k not in given}
+
+
 def estimator_state(est) -> tuple[dict, dict[str, np.ndarray], list[dict]]:
     """``(header, arrays, expert shards)`` of a fitted estimator."""
     spec, arrays, shards = engine.network_state(est.network_)
@@ -109,8 +115,7 @@ def estimator_from_state(header: dict, arrays: dict, network, classes: dict[str,
     try:
         est = classes[name](**_params_from_json(header["params"]))
         fitted = header["fitted"]
-        params = est.get_params(deep=False)
-        est.set_params(**{k: v for k, v in PARAMS_BEFORE.items() if k in params and k not in header["params"]})
+        est.set_params(**params_before(type(est), header["params"]))
         n_features = int(fitted["n_features_in_"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model header is incomplete or malformed: {exc!r}.") from None

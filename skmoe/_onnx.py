@@ -318,12 +318,12 @@ def _outputs(g: _Graph, model, raw: str, names: list[str]) -> list[tuple[str, in
     """Predictions (and probabilities) from the network's float32 outputs, named ``names``."""
     raw = g.op("Cast", raw, to=11)
     if not hasattr(model, "classes_"):
-        clip = model.clip_predictions and getattr(model, "y_min_", None) is not None
+        bounds = model._clip_bounds()
         scaled = g.op("Add", g.op("Mul", raw, g.const(model.y_scale_, np.float64)),
-                      g.const(model.y_mean_, np.float64), out=None if clip else names[0])
-        if clip:  # Max and Min broadcast one bound per output (Clip takes scalars)
-            scaled = g.op("Min", g.op("Max", scaled, g.const(model.y_min_, np.float64)),
-                          g.const(model.y_max_, np.float64), out=names[0])
+                      g.const(model.y_mean_, np.float64), out=None if bounds is not None else names[0])
+        if bounds is not None:  # Max and Min broadcast one bound per output (Clip takes scalars)
+            lo, hi = (g.const(b, np.float64) for b in bounds)
+            scaled = g.op("Min", g.op("Max", scaled, lo), hi, out=names[0])
         return [(scaled, 11, [None, int(model.n_outputs_)])]
     classes = model.classes_
     if len(classes) == 2:  # the single logit is class 1's
